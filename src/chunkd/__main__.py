@@ -1,0 +1,3 @@
+from chunkd.cli.main import main
+
+main()

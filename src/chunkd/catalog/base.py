@@ -1,0 +1,80 @@
+"""The catalog: where upload records live. Backends: memory (tests), SQLite, PostgreSQL.
+
+The one write primitive besides insert and delete is :meth:`Catalog.compare_and_set`: change
+some fields of a record only if other fields still hold the expected values, atomically. The
+upload service builds every state change on it (offset advances, finishing, aborting), so two
+requests, or two server instances, can never both advance one offset or finish one upload.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from chunkd.uploads.models import FIELDS, Upload, UploadState
+
+
+class Catalog(ABC):
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema up to date."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections; records stay."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise if the catalog cannot be reached."""
+
+    @abstractmethod
+    async def insert(self, upload: Upload) -> None:
+        """Store a new record; the id must be new."""
+
+    @abstractmethod
+    async def get(self, upload_id: str) -> Upload | None:
+        """The record, or ``None`` if there is none."""
+
+    @abstractmethod
+    async def compare_and_set(
+        self, upload_id: str, expect: Mapping[str, Any], changes: Mapping[str, Any]
+    ) -> Upload | None:
+        """Apply ``changes`` if every field in ``expect`` holds its value; return the new record.
+
+        Returns ``None`` (and changes nothing) when the record is missing or any expectation
+        fails. The change is committed durably before this returns.
+        """
+
+    @abstractmethod
+    async def delete(self, upload_id: str) -> bool:
+        """Remove the record; ``True`` if there was one."""
+
+    @abstractmethod
+    async def list_expired(self, now: float, limit: int) -> list[Upload]:
+        """Records whose ``expires_at`` is before ``now`` (any state), oldest first."""
+
+    @abstractmethod
+    async def list_by_state(self, states: frozenset[UploadState], limit: int) -> list[Upload]:
+        """Records in any of ``states``, oldest first (used by start-up recovery)."""
+
+
+def check_fields(names: Mapping[str, Any]) -> None:
+    unknown = set(names) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"unknown upload fields: {sorted(unknown)}")
+    if "id" in names:
+        raise ValueError("an upload's id never changes")

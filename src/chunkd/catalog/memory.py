@@ -1,0 +1,61 @@
+"""An in-process catalog: the reference implementation of the contract, for tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from chunkd.catalog.base import Catalog, check_fields
+from chunkd.uploads.models import Upload, UploadState
+
+
+class MemoryCatalog(Catalog):
+    def __init__(self) -> None:
+        self._records: dict[str, Upload] = {}
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def ping(self) -> None:
+        pass
+
+    async def insert(self, upload: Upload) -> None:
+        async with self._lock:
+            if upload.id in self._records:
+                raise KeyError(f"upload {upload.id} exists")
+            self._records[upload.id] = upload
+
+    async def get(self, upload_id: str) -> Upload | None:
+        return self._records.get(upload_id)
+
+    async def compare_and_set(
+        self, upload_id: str, expect: Mapping[str, Any], changes: Mapping[str, Any]
+    ) -> Upload | None:
+        check_fields(expect)
+        check_fields(changes)
+        async with self._lock:
+            current = self._records.get(upload_id)
+            if current is None:
+                return None
+            if any(getattr(current, name) != value for name, value in expect.items()):
+                return None
+            updated = current.replace(**changes)
+            self._records[upload_id] = updated
+            return updated
+
+    async def delete(self, upload_id: str) -> bool:
+        async with self._lock:
+            return self._records.pop(upload_id, None) is not None
+
+    async def list_expired(self, now: float, limit: int) -> list[Upload]:
+        expired = [u for u in self._records.values() if u.expires_at is not None and u.expires_at < now]
+        return sorted(expired, key=lambda u: u.expires_at or 0.0)[:limit]
+
+    async def list_by_state(self, states: frozenset[UploadState], limit: int) -> list[Upload]:
+        found = [u for u in self._records.values() if u.state in states]
+        return sorted(found, key=lambda u: u.created_at)[:limit]

@@ -1,0 +1,117 @@
+"""The default catalog: one SQLite database in WAL mode, beside the data it describes.
+
+Every write is a single statement in autocommit mode, so each is its own transaction; with
+``durable=True`` the WAL is synced on every commit (``synchronous=FULL``), which is what lets
+the service acknowledge an offset only once its record survives a power cut.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from chunkd.catalog import codec, migrations
+from chunkd.catalog.base import Catalog, check_fields
+from chunkd.uploads.models import Upload, UploadState
+
+_COLUMN_LIST = ", ".join(f'"{c}"' for c in codec.COLUMNS)
+
+
+class SqliteCatalog(Catalog):
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
+        self._path = path
+        self._durable = durable
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("the catalog is not open")
+        return self._db
+
+    async def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self._path, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
+        await self._db.execute("PRAGMA busy_timeout=10000")
+        await self._migrate()
+
+    async def _migrate(self) -> None:
+        async with self.db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        current = int(row[0]) if row else 0
+        for version, sql in migrations.load("sqlite"):
+            if version <= current:
+                continue
+            await self.db.executescript(
+                f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version={version};\nCOMMIT;"
+            )
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def ping(self) -> None:
+        await self.db.execute("SELECT 1")
+
+    async def insert(self, upload: Upload) -> None:
+        row = codec.encode({name: getattr(upload, name) for name in codec.COLUMNS})
+        marks = ", ".join("?" for _ in codec.COLUMNS)
+        await self.db.execute(
+            f"INSERT INTO uploads ({_COLUMN_LIST}) VALUES ({marks})", tuple(row.values())
+        )
+
+    async def get(self, upload_id: str) -> Upload | None:
+        rows = await self.db.execute_fetchall(
+            f"SELECT {_COLUMN_LIST} FROM uploads WHERE id = ?", (upload_id,)
+        )
+        for row in rows:
+            return codec.decode(row)
+        return None
+
+    async def compare_and_set(
+        self, upload_id: str, expect: Mapping[str, Any], changes: Mapping[str, Any]
+    ) -> Upload | None:
+        check_fields(expect)
+        check_fields(changes)
+        new = codec.encode(changes)
+        old = codec.encode(expect)
+        assignments = ", ".join(f'"{name}" = ?' for name in new)
+        conditions = "".join(f' AND "{name}" IS ?' for name in old)
+        rows = await self.db.execute_fetchall(
+            f"UPDATE uploads SET {assignments} WHERE id = ?{conditions} RETURNING {_COLUMN_LIST}",
+            (*new.values(), upload_id, *old.values()),
+        )
+        for row in rows:
+            return codec.decode(row)
+        return None
+
+    async def delete(self, upload_id: str) -> bool:
+        rows = await self.db.execute_fetchall(
+            "DELETE FROM uploads WHERE id = ? RETURNING id", (upload_id,)
+        )
+        return len(list(rows)) > 0
+
+    async def list_expired(self, now: float, limit: int) -> list[Upload]:
+        rows = await self.db.execute_fetchall(
+            f"SELECT {_COLUMN_LIST} FROM uploads WHERE expires_at < ? "
+            "ORDER BY expires_at LIMIT ?",
+            (now, limit),
+        )
+        return [codec.decode(row) for row in rows]
+
+    async def list_by_state(self, states: frozenset[UploadState], limit: int) -> list[Upload]:
+        marks = ", ".join("?" for _ in states)
+        rows = await self.db.execute_fetchall(
+            f"SELECT {_COLUMN_LIST} FROM uploads WHERE state IN ({marks}) "
+            "ORDER BY created_at LIMIT ?",
+            (*sorted(str(s) for s in states), limit),
+        )
+        return [codec.decode(row) for row in rows]

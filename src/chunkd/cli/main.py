@@ -1,0 +1,73 @@
+"""The ``chunkd`` command."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from chunkd.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Resumable uploads of large files.")
+
+
+def _settings(**flags: object) -> Settings:
+    try:
+        return load_settings(**flags)
+    except SettingsError as error:
+        typer.echo(f"chunkd: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [8080].")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where bytes and records live.")] = None,
+    max_size: Annotated[str | None, typer.Option(help="Largest upload, e.g. 10GiB.")] = None,
+    expiry: Annotated[str | None, typer.Option(help="Idle unfinished uploads expire, e.g. 24h.")] = None,
+    cors_origins: Annotated[str | None, typer.Option(help="Allowed browser origins, comma-separated.")] = None,
+    base_path: Annotated[str | None, typer.Option(help="URL prefix, e.g. /api.")] = None,
+    behind_proxy: Annotated[bool | None, typer.Option("--behind-proxy/--direct", help="Trust Forwarded / X-Forwarded-* headers.")] = None,
+    fsync: Annotated[bool | None, typer.Option("--fsync/--no-fsync", help="Sync bytes to disk before acknowledging them.")] = None,
+    digests: Annotated[str | None, typer.Option(help="Whole-file digests to compute, or 'none'.")] = None,
+    server: Annotated[str | None, typer.Option(help="ASGI server: uvicorn or granian.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+) -> None:
+    """Start the server (settings: flags, then CHUNKD_* variables, then defaults)."""
+    settings = _settings(
+        host=host, port=port, data_dir=data_dir, max_size=max_size, expiry=expiry,
+        cors_origins=cors_origins, base_path=base_path, behind_proxy=behind_proxy, fsync=fsync,
+        digests=digests, server=server, log_level=log_level,
+    )  # fmt: skip
+    from chunkd.server.runner import run
+
+    run(settings)
+
+
+@app.command()
+def cleanup(
+    data_dir: Annotated[Path | None, typer.Option(help="Where bytes and records live.")] = None,
+    expiry: Annotated[str | None, typer.Option(help="Idle time after which uploads expire.")] = None,
+) -> None:
+    """Remove expired uploads' bytes and records once, then exit."""
+    settings = _settings(data_dir=data_dir, expiry=expiry)
+    from chunkd.server.app import build_service
+    from chunkd.uploads.expiry import sweep_all
+
+    async def clean() -> None:
+        service = build_service(settings)
+        async with service.catalog, service.storage:
+            report = await sweep_all(service)
+        typer.echo(
+            f"expired {report.expired} uploads, purged {report.purged} records, "
+            f"reclaimed {report.bytes_reclaimed} bytes"
+        )
+
+    asyncio.run(clean())
+
+
+def main() -> None:
+    app()

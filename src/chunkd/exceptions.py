@@ -1,0 +1,185 @@
+"""The one error catalogue of chunkd, shared by the tus and REST protocol layers.
+
+Every failure the upload core can report is a subclass of ``ChunkdError`` carrying a stable
+``code``, the HTTP ``status`` it maps to, whether a client may simply ``retry``, and a ``hint``
+for the human reading it::
+
+    ChunkdError
+    ├── BadRequest (400)          InvalidHeader, InvalidMetadata, UnsupportedChecksum,
+    │                             InvalidConcatenation, LengthAlreadySet, LengthRequired
+    ├── Forbidden (403)           FinalUploadImmutable
+    ├── UploadNotFound (404)
+    ├── Conflict (409)            OffsetMismatch, UploadNotReceiving, UploadIncomplete
+    ├── Gone (410)                UploadExpired, UploadAborted
+    ├── VersionUnsupported (412)
+    ├── TooLarge (413)            UploadTooLarge, LengthExceeded
+    ├── UnsupportedMediaType (415)
+    ├── UploadLocked (423)
+    ├── ChecksumMismatch (460)
+    └── ServiceUnavailable (503)  StorageUnavailable
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ChunkdError(Exception):
+    """Base of every error chunkd reports to a client."""
+
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    status: ClassVar[int] = 500
+    retryable: ClassVar[bool] = False
+    default_hint: ClassVar[str] = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "hint": self.hint,
+            "retryable": self.retryable,
+        }
+
+
+class BadRequest(ChunkdError):
+    code = "BAD_REQUEST"
+    status = 400
+
+
+class InvalidHeader(BadRequest):
+    code = "INVALID_HEADER"
+    default_hint = "Check the header against the tus 1.0.0 specification."
+
+
+class InvalidMetadata(BadRequest):
+    code = "INVALID_METADATA"
+    default_hint = "Upload-Metadata is 'key base64value' pairs separated by commas, keys unique."
+
+
+class UnsupportedChecksum(BadRequest):
+    code = "UNSUPPORTED_CHECKSUM"
+    default_hint = "Use one of the algorithms listed in Tus-Checksum-Algorithm."
+
+
+class InvalidConcatenation(BadRequest):
+    code = "INVALID_CONCATENATION"
+    default_hint = "A final upload joins finished partial uploads of this server that you own."
+
+
+class LengthAlreadySet(BadRequest):
+    code = "LENGTH_ALREADY_SET"
+    default_hint = "Upload-Length can be declared once; it is fixed now."
+
+
+class LengthRequired(BadRequest):
+    code = "LENGTH_REQUIRED"
+    default_hint = "Send Upload-Length, or Upload-Defer-Length: 1 and declare it later."
+
+
+class Forbidden(ChunkdError):
+    code = "FORBIDDEN"
+    status = 403
+
+
+class FinalUploadImmutable(Forbidden):
+    code = "FINAL_UPLOAD_IMMUTABLE"
+    default_hint = "A concatenated (final) upload cannot be appended to."
+
+
+class UploadNotFound(ChunkdError):
+    code = "UPLOAD_NOT_FOUND"
+    status = 404
+    default_hint = "Create a new upload; this id is unknown to the server."
+
+
+class Conflict(ChunkdError):
+    code = "CONFLICT"
+    status = 409
+
+
+class OffsetMismatch(Conflict):
+    code = "OFFSET_MISMATCH"
+    default_hint = "Ask the server for the current offset (HEAD) and resume from there."
+    retryable = True
+
+
+class UploadNotReceiving(Conflict):
+    code = "UPLOAD_NOT_RECEIVING"
+    default_hint = "The upload is finished or being finished; it takes no more bytes."
+
+
+class UploadIncomplete(Conflict):
+    code = "UPLOAD_INCOMPLETE"
+    default_hint = "Send the remaining bytes first."
+
+
+class Gone(ChunkdError):
+    code = "GONE"
+    status = 410
+
+
+class UploadExpired(Gone):
+    code = "UPLOAD_EXPIRED"
+    default_hint = "The upload expired and its bytes were removed; start a new upload."
+
+
+class UploadAborted(Gone):
+    code = "UPLOAD_ABORTED"
+    default_hint = "The upload was terminated and its bytes were removed; start a new upload."
+
+
+class VersionUnsupported(ChunkdError):
+    code = "TUS_VERSION_UNSUPPORTED"
+    status = 412
+    default_hint = "Send Tus-Resumable: 1.0.0."
+
+
+class TooLarge(ChunkdError):
+    code = "TOO_LARGE"
+    status = 413
+
+
+class UploadTooLarge(TooLarge):
+    code = "UPLOAD_TOO_LARGE"
+    default_hint = "The server's maximum upload size is given by Tus-Max-Size."
+
+
+class LengthExceeded(TooLarge):
+    code = "LENGTH_EXCEEDED"
+    default_hint = "Send no more bytes than the declared Upload-Length."
+
+
+class UnsupportedMediaType(ChunkdError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    status = 415
+    default_hint = "PATCH bodies use Content-Type: application/offset+octet-stream."
+
+
+class UploadLocked(ChunkdError):
+    code = "UPLOAD_LOCKED"
+    status = 423
+    retryable = True
+    default_hint = "Another request holds this upload and did not release it; retry shortly."
+
+
+class ChecksumMismatch(ChunkdError):
+    code = "CHECKSUM_MISMATCH"
+    status = 460
+    retryable = True
+    default_hint = "The bytes were corrupted in transit and were not stored; send them again."
+
+
+class ServiceUnavailable(ChunkdError):
+    code = "SERVICE_UNAVAILABLE"
+    status = 503
+    retryable = True
+    default_hint = "Retry after a short wait."
+
+
+class StorageUnavailable(ServiceUnavailable):
+    code = "STORAGE_UNAVAILABLE"

@@ -1,0 +1,1 @@
+"""Pure protocol code: header parsing and encoding, no I/O."""

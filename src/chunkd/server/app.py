@@ -1,0 +1,108 @@
+"""The composition root: settings in, a ready ASGI application out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from chunkd import __version__
+from chunkd.catalog.sqlite import SqliteCatalog
+from chunkd.protocol.tus.constants import EXPOSED_HEADERS, REQUEST_HEADERS
+from chunkd.server.middleware import MethodOverride, RequestId
+from chunkd.server.tus.context import TusContext
+from chunkd.server.tus.routes import tus_routes
+from chunkd.settings import Settings, load_settings
+from chunkd.storage.local import LocalStorage
+from chunkd.uploads.expiry import run_sweeper
+from chunkd.uploads.service import ServiceConfig, UploadService
+
+log = logging.getLogger("chunkd.server")
+
+
+def build_service(settings: Settings) -> UploadService:
+    data_dir = settings.data_dir.resolve()
+    return UploadService(
+        SqliteCatalog(data_dir / "catalog.sqlite3", durable=settings.fsync),
+        LocalStorage(data_dir),
+        ServiceConfig(
+            max_size=int(settings.max_size),
+            expiry=settings.expiry,
+            durable=settings.fsync,
+            digests=tuple(settings.digests),
+            idle_timeout=settings.idle_timeout,
+            lock_wait=settings.lock_wait,
+        ),
+    )
+
+
+def create_app(settings: Settings, service: UploadService | None = None) -> FastAPI:
+    service = service or build_service(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with service.catalog, service.storage:
+            recovered = await service.recover()
+            if recovered:
+                log.info("finished %d uploads interrupted by the last stop", recovered)
+            sweeper = asyncio.create_task(run_sweeper(service, settings.sweep_interval))
+            try:
+                yield
+            finally:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+
+    middleware = [Middleware(RequestId)]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+                allow_headers=list(REQUEST_HEADERS),
+                expose_headers=list(EXPOSED_HEADERS),
+                max_age=86400,
+            )
+        )
+    middleware.append(Middleware(MethodOverride))
+    app = FastAPI(
+        title="chunkd",
+        version=__version__,
+        lifespan=lifespan,
+        middleware=middleware,
+        root_path_in_servers=False,
+        openapi_url=f"{settings.base_path}/openapi.json",
+        docs_url=f"{settings.base_path}/docs",
+        redoc_url=None,
+    )
+    app.state.tus = TusContext(service, settings.files_path, settings.behind_proxy)
+    app.state.service = service
+    app.router.routes.extend(tus_routes(settings.files_path))
+
+    @app.get(f"{settings.base_path}/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.get(f"{settings.base_path}/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        try:
+            await service.catalog.ping()
+            await service.storage.ping()
+        except Exception as error:
+            return JSONResponse({"status": "unavailable", "reason": str(error)}, 503)
+        return JSONResponse({"status": "ready"})
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ASGI servers that import the app by name (granian workers)."""
+    return create_app(load_settings())

@@ -1,0 +1,61 @@
+"""The public address of this server as the client sees it, behind proxies or not.
+
+With ``behind_proxy`` on, ``Forwarded`` (RFC 7239) wins over ``X-Forwarded-Host`` /
+``X-Forwarded-Proto`` / ``X-Forwarded-Port``; only the first (client-most) hop counts. Hosts are
+checked against a strict pattern so a forged header cannot inject text into ``Location``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})*"
+                   r"|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+_SCHEMES = frozenset({"http", "https"})
+
+
+def _forwarded(value: str) -> dict[str, str]:
+    first = value.split(",")[0]
+    pairs: dict[str, str] = {}
+    for item in first.split(";"):
+        key, _, val = item.strip().partition("=")
+        if key:
+            pairs[key.strip().lower()] = val.strip().strip('"')
+    return pairs
+
+
+def public_origin(
+    scheme: str,
+    headers: Mapping[str, str],
+    server: tuple[str, int] | None,
+    *,
+    behind_proxy: bool,
+) -> str:
+    """``scheme://host[:port]`` for building absolute URLs (``headers`` keys lower-case)."""
+    host = headers.get("host")
+    if behind_proxy:
+        forwarded = _forwarded(headers["forwarded"]) if "forwarded" in headers else {}
+        proto = forwarded.get("proto") or headers.get("x-forwarded-proto", "").split(",")[0]
+        proto = proto.strip().lower()
+        if proto in _SCHEMES:
+            scheme = proto
+        forwarded_host = forwarded.get("host") or headers.get("x-forwarded-host", "").split(",")[0]
+        forwarded_host = forwarded_host.strip()
+        if forwarded_host:
+            host = forwarded_host
+            port = headers.get("x-forwarded-port", "").strip()
+            if ":" not in host.rsplit("]", 1)[-1] and port.isdigit() and not forwarded:
+                host = f"{host}:{port}"
+    if host is None or not _HOST.fullmatch(host):
+        if server is None:
+            host = "localhost"
+        else:
+            address = f"[{server[0]}]" if ":" in server[0] else server[0]
+            host = f"{address}:{server[1]}"
+    default = (scheme == "http" and host.endswith(":80")) or (
+        scheme == "https" and host.endswith(":443")
+    )
+    if default:
+        host = host.rsplit(":", 1)[0]
+    return f"{scheme}://{host}"

@@ -1,0 +1,112 @@
+"""Server settings: command-line flags, then ``CHUNKD_*`` environment variables, then defaults.
+
+Sizes accept units (``10GiB``, ``500MB``), durations accept ``90s``, ``15m``, ``24h``, ``7d`` or
+plain seconds, lists accept commas (``CHUNKD_CORS_ORIGINS=https://a.example,https://b.example``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import ByteSize, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from chunkd.protocol.checksums import ALGORITHMS
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.fullmatch(str(value).strip())
+        if not match:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 90s, 15m, 24h, 7d)")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+def _split(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+Duration = Annotated[float, Field(gt=0)]
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHUNKD_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path("chunkd-data")
+    max_size: ByteSize = Field(ByteSize(100 * 1024**3), gt=0)
+    expiry: Duration = 24 * 3600.0
+    sweep_interval: Duration = 60.0
+    idle_timeout: Duration = 60.0
+    lock_wait: Duration = 10.0
+    cors_origins: CommaList = []
+    base_path: str = ""
+    behind_proxy: bool = False
+    fsync: bool = True
+    digests: CommaList = ["sha256"]
+    server: Literal["uvicorn", "granian"] = "uvicorn"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("expiry", "sweep_interval", "idle_timeout", "lock_wait", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("cors_origins", "digests", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("digests")
+    @classmethod
+    def _known_digests(cls, value: list[str]) -> list[str]:
+        if value == ["none"]:
+            return []
+        unknown = [name for name in value if name not in ALGORITHMS]
+        if unknown:
+            raise ValueError(f"unknown digest {unknown[0]!r}; choose from {sorted(ALGORITHMS)}")
+        return value
+
+    @field_validator("base_path")
+    @classmethod
+    def _base_path(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and (not value.startswith("/") or not re.fullmatch(r"(/[\w.~-]+)+", value)):
+            raise ValueError("must be a URL path like /api (letters, digits, . _ ~ -)")
+        return value
+
+    @property
+    def files_path(self) -> str:
+        """Path of the tus collection, with its trailing slash."""
+        return f"{self.base_path}/files/"
+
+
+class SettingsError(Exception):
+    """A setting is invalid; ``str()`` is one line naming it and why."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from ``overrides`` (flags; ``None`` means not given), environment, defaults."""
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "settings"
+        source = f"--{name.replace('_', '-')}" if name in given else f"CHUNKD_{name.upper()}"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"invalid setting {source}: {message}") from None

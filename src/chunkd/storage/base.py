@@ -1,0 +1,106 @@
+"""Byte storage: where an upload's bytes live. Backends: memory (tests), local disk, S3.
+
+The required contract is small: create a place for an upload, write bytes at an offset through
+a :class:`ByteWriter`, make them durable, finish, delete. Optional abilities are separate
+interfaces a backend may also implement (:class:`SupportsConcatenation`,
+:class:`SupportsDownload`); the tus layer advertises extensions from what is implemented.
+
+A backend never sees the catalog: it gets its own opaque ``handle`` back on every call.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import TracebackType
+from typing import Self
+
+Handle = dict[str, str]
+Observer = Callable[[bytes], None]
+
+
+class ByteWriter(ABC):
+    """Sequential writes from a starting offset, buffered in small bounded batches.
+
+    Every byte passed to :meth:`write` is shown, in order, to each observer (used for hashing)
+    off the event loop. Nothing is promised durable until :meth:`flush` returns.
+    """
+
+    @abstractmethod
+    async def write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    async def flush(self, *, durable: bool) -> int:
+        """Write out everything buffered; with ``durable``, sync it to stable storage.
+
+        Returns the offset just past the last byte written.
+        """
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release resources; bytes not flushed may be lost (they were never acknowledged)."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class Storage(ABC):
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Prepare the backend (create folders, check credentials)."""
+
+    async def close(self) -> None:
+        """Release resources."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise if the backend cannot be reached."""
+
+    @abstractmethod
+    async def create(self, upload_id: str, length: int | None) -> Handle:
+        """Make room for a new upload and return its handle."""
+
+    @abstractmethod
+    def open_writer(
+        self, handle: Handle, offset: int, observers: Sequence[Observer] = ()
+    ) -> ByteWriter:
+        """A writer placing bytes from ``offset`` on."""
+
+    @abstractmethod
+    async def finish(self, handle: Handle, length: int) -> Handle:
+        """Seal a fully received upload of ``length`` bytes; returns the (possibly new) handle."""
+
+    @abstractmethod
+    async def delete(self, handle: Handle) -> int:
+        """Remove the upload's bytes; returns how many bytes were reclaimed (0 if none)."""
+
+
+class SupportsDownload(ABC):
+    @abstractmethod
+    def read(self, handle: Handle, start: int, stop: int) -> AsyncIterator[bytes]:
+        """Bytes ``start`` (inclusive) to ``stop`` (exclusive), in small chunks."""
+
+
+class SupportsConcatenation(ABC):
+    @abstractmethod
+    async def concatenate(self, target: Handle, sources: Sequence[tuple[Handle, int]]) -> None:
+        """Fill ``target`` with the first ``length`` bytes of each source, in order, durably."""

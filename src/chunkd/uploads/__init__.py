@@ -1,0 +1,1 @@
+"""The upload core: the record, the service owning every invariant, locking and expiry."""

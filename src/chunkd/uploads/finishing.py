@@ -1,0 +1,83 @@
+"""Finishing an upload exactly once: claim it, settle its digests, seal its bytes.
+
+``receiving → verifying`` is a compare-and-set, so of two requests (or two server instances)
+racing to finish one upload, one claims it and the other sees the claim. A crash while
+``verifying`` is picked up again by ``UploadService.recover`` at start-up; every step here is
+safe to repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from chunkd.catalog.base import Catalog
+from chunkd.protocol.checksums import Hasher, new_hasher
+from chunkd.storage.base import Storage, SupportsDownload
+from chunkd.uploads.hashing import DigestCache
+from chunkd.uploads.models import Upload, UploadState
+
+
+class Finisher:
+    def __init__(
+        self,
+        catalog: Catalog,
+        storage: Storage,
+        digests: DigestCache,
+        clock: Callable[[], float],
+    ) -> None:
+        self._catalog = catalog
+        self._storage = storage
+        self._digests = digests
+        self._clock = clock
+
+    async def finish(self, upload: Upload) -> Upload:
+        if upload.state is UploadState.RECEIVING:
+            claimed = await self._catalog.compare_and_set(
+                upload.id,
+                {"state": UploadState.RECEIVING, "offset": upload.offset},
+                {"state": UploadState.VERIFYING, "updated_at": self._clock()},
+            )
+            if claimed is None:  # someone else finished it, or it changed: report what is
+                current = await self._catalog.get(upload.id)
+                return current if current is not None else upload
+            upload = claimed
+        if upload.state is not UploadState.VERIFYING or upload.length is None:
+            return upload
+        digests = await self._settle_digests(upload, upload.length)
+        handle = await self._storage.finish(upload.storage, upload.length)
+        done = await self._catalog.compare_and_set(
+            upload.id,
+            {"state": UploadState.VERIFYING},
+            {
+                "state": UploadState.COMPLETE,
+                "digests": digests,
+                "storage": handle,
+                "updated_at": self._clock(),
+                # A finished upload stays until it is deleted, except a partial one, which
+                # only waits to be joined and expires like any unfinished upload.
+                "expires_at": upload.expires_at if upload.partial else None,
+            },
+        )
+        current = done or await self._catalog.get(upload.id)
+        return current if current is not None else upload
+
+    async def _settle_digests(self, upload: Upload, length: int) -> dict[str, str]:
+        if upload.partial or not self._digests.algorithms:
+            return {}
+        hashers = self._digests.take(upload.id, length)
+        if hashers is None:
+            if not isinstance(self._storage, SupportsDownload):
+                return {}
+            hashers = await self._hash_stored(self._storage, upload, length)
+        return {name: hasher.digest().hex() for name, hasher in hashers.items()}
+
+    async def _hash_stored(
+        self, storage: SupportsDownload, upload: Upload, length: int
+    ) -> dict[str, Hasher]:
+        """The running state was lost (restart, concatenation): read the bytes back once."""
+        hashers = {name: new_hasher(name) for name in self._digests.algorithms}
+        async for chunk in storage.read(upload.storage, 0, length):
+            for hasher in hashers.values():
+                await asyncio.to_thread(hasher.update, chunk)
+        return hashers

@@ -1,0 +1,61 @@
+"""Whole-file digests computed while bytes stream in, kept between requests.
+
+Hash state cannot be stored in the catalog, so it lives here, keyed by upload and by the offset
+it covers. A request hashes into copies and only a committed append replaces the entry, so a
+refused or interrupted request never leaves bytes in a digest that are not in the file. When the
+state is missing (a restart, an evicted entry) the digest is recomputed from storage once, at
+completion — the only time the server reads an upload back.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from chunkd.protocol.checksums import Hasher, new_hasher
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    offset: int
+    hashers: dict[str, Hasher]
+
+    def fork(self) -> dict[str, Hasher]:
+        return {name: hasher.copy() for name, hasher in self.hashers.items()}
+
+
+class DigestCache:
+    def __init__(self, algorithms: tuple[str, ...], capacity: int = 4096) -> None:
+        self.algorithms = algorithms
+        self._capacity = capacity
+        self._entries: OrderedDict[str, Running] = OrderedDict()
+
+    def start(self, upload_id: str, offset: int) -> dict[str, Hasher] | None:
+        """Hashers to feed this request's bytes into, or ``None`` if the state is lost."""
+        if not self.algorithms:
+            return None
+        if offset == 0:
+            return {name: new_hasher(name) for name in self.algorithms}
+        running = self._entries.get(upload_id)
+        if running is None or running.offset != offset:
+            return None
+        return running.fork()
+
+    def commit(self, upload_id: str, offset: int, hashers: dict[str, Hasher] | None) -> None:
+        if hashers is None:
+            self._entries.pop(upload_id, None)
+            return
+        self._entries[upload_id] = Running(offset, hashers)
+        self._entries.move_to_end(upload_id)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+    def take(self, upload_id: str, offset: int) -> dict[str, Hasher] | None:
+        """Remove and return the state if it covers exactly ``offset`` bytes."""
+        running = self._entries.pop(upload_id, None)
+        if running is None or running.offset != offset:
+            return None
+        return running.hashers
+
+    def forget(self, upload_id: str) -> None:
+        self._entries.pop(upload_id, None)

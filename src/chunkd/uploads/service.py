@@ -1,0 +1,296 @@
+"""``UploadService``: the one owner of every upload invariant, for every protocol on top.
+
+Protocol adapters (tus, REST) translate HTTP into calls here and errors back into HTTP; nothing
+below this module knows about HTTP. The rules kept here:
+
+- an append starts exactly at the acknowledged offset and never passes the length or the
+  server's maximum size;
+- bytes are acknowledged (offset advanced, record committed) only after they are written and,
+  with ``durable``, synced; a body cut off mid-way keeps what arrived, unless a checksum was
+  declared for it, in which case nothing of it counts;
+- state changes are compare-and-set in the catalog, so an upload finishes exactly once;
+- only the lock holder writes; a newcomer asks the holder to release (see ``locking``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from chunkd.catalog.base import Catalog
+from chunkd.exceptions import (
+    Conflict,
+    FinalUploadImmutable,
+    InvalidConcatenation,
+    LengthAlreadySet,
+    LengthExceeded,
+    UploadAborted,
+    UploadExpired,
+    UploadNotFound,
+    UploadNotReceiving,
+    UploadTooLarge,
+    ChecksumMismatch,
+    OffsetMismatch,
+)
+from chunkd.protocol.checksums import Checksum
+from chunkd.protocol.tus.headers import is_valid_upload_id
+from chunkd.storage.base import Storage, SupportsConcatenation
+from chunkd.uploads.finishing import Finisher
+from chunkd.uploads.hashing import DigestCache
+from chunkd.uploads.locking import Locker, MemoryLocker
+from chunkd.uploads.models import OPEN_STATES, Upload, UploadState
+from chunkd.uploads.receiving import BodyInterrupted, receive
+
+__all__ = ["BodyInterrupted", "ServiceConfig", "UploadService"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    max_size: int = 100 * 1024**3
+    expiry: float = 24 * 3600.0
+    durable: bool = True
+    digests: tuple[str, ...] = ("sha256",)
+    idle_timeout: float = 60.0
+    lock_wait: float = 10.0
+
+
+class UploadService:
+    def __init__(
+        self,
+        catalog: Catalog,
+        storage: Storage,
+        config: ServiceConfig | None = None,
+        *,
+        locker: Locker | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.catalog = catalog
+        self.storage = storage
+        self.config = config or ServiceConfig()
+        self.locker = locker or MemoryLocker()
+        self.clock = clock
+        self.digests = DigestCache(self.config.digests)
+        self.finisher = Finisher(catalog, storage, self.digests, clock)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def get(self, upload_id: str, *, owner: str | None = None) -> Upload:
+        """The live upload, or the error a client should see for it (404, 410)."""
+        upload = await self.catalog.get(upload_id) if is_valid_upload_id(upload_id) else None
+        if upload is None or (owner is not None and upload.owner != owner):
+            raise UploadNotFound(f"upload {upload_id!r} does not exist")
+        if upload.state is UploadState.ABORTED:
+            raise UploadAborted(f"upload {upload_id} was terminated")
+        if upload.state is UploadState.EXPIRED or self._is_expired(upload):
+            raise UploadExpired(f"upload {upload_id} has expired")
+        return upload
+
+    def _is_expired(self, upload: Upload) -> bool:
+        return upload.expires_at is not None and upload.expires_at <= self.clock()
+
+    def read(self, upload: Upload, start: int, stop: int) -> AsyncIterator[bytes]:
+        from chunkd.storage.base import SupportsDownload
+
+        if not isinstance(self.storage, SupportsDownload):
+            raise UploadNotFound("this storage backend does not serve downloads")
+        return self.storage.read(upload.storage, start, stop)
+
+    # -- creating --------------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        length: int | None,
+        metadata: Mapping[str, str | None] | None = None,
+        owner: str | None = None,
+        partial: bool = False,
+    ) -> Upload:
+        if length is not None and length > self.config.max_size:
+            raise UploadTooLarge(
+                f"Upload-Length {length} is over the maximum of {self.config.max_size} bytes"
+            )
+        upload = await self._insert(length, metadata, owner, partial=partial)
+        if upload.is_finished:  # an empty file is complete on creation
+            upload = await self.finisher.finish(upload)
+        return upload
+
+    async def _insert(
+        self,
+        length: int | None,
+        metadata: Mapping[str, str | None] | None,
+        owner: str | None,
+        *,
+        partial: bool = False,
+        concat_parts: tuple[str, ...] | None = None,
+    ) -> Upload:
+        upload_id = secrets.token_hex(16)
+        handle = await self.storage.create(upload_id, length)
+        now = self.clock()
+        upload = Upload(
+            id=upload_id,
+            length=length,
+            owner=owner,
+            metadata=dict(metadata or {}),
+            partial=partial,
+            concat_parts=concat_parts,
+            storage=handle,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + self.config.expiry,
+        )
+        try:
+            await self.catalog.insert(upload)
+        except BaseException:
+            await self.storage.delete(handle)
+            raise
+        return upload
+
+    async def concatenate(
+        self,
+        part_ids: tuple[str, ...],
+        *,
+        metadata: Mapping[str, str | None] | None = None,
+        owner: str | None = None,
+    ) -> Upload:
+        """Create a final upload joining finished partial uploads, in order; the storage joins
+        them (in the kernel for local disk), never through Python memory."""
+        if not isinstance(self.storage, SupportsConcatenation):
+            raise InvalidConcatenation("this storage backend cannot concatenate uploads")
+        parts = []
+        for part_id in part_ids:
+            try:
+                part = await self.get(part_id, owner=owner)
+            except UploadNotFound:
+                raise InvalidConcatenation(f"partial upload {part_id} does not exist") from None
+            if not part.partial:
+                raise InvalidConcatenation(f"upload {part_id} is not a partial upload")
+            if part.state is not UploadState.COMPLETE or part.length is None:
+                raise InvalidConcatenation(f"partial upload {part_id} is not finished")
+            parts.append((part.storage, part.length))
+        length = sum(part_length for _, part_length in parts)
+        if length > self.config.max_size:
+            raise UploadTooLarge(f"the joined upload ({length} bytes) is over the maximum")
+        upload = await self._insert(length, metadata, owner, concat_parts=tuple(part_ids))
+        await self.storage.concatenate(upload.storage, parts)
+        joined = await self._commit(upload, {"offset": 0}, {"offset": length})
+        return await self.finisher.finish(joined)
+
+    # -- appending -------------------------------------------------------------------------
+
+    async def append(
+        self,
+        upload_id: str,
+        offset: int,
+        body: AsyncIterator[bytes],
+        *,
+        owner: str | None = None,
+        content_length: int | None = None,
+        checksum: Checksum | None = None,
+        declare_length: int | None = None,
+    ) -> Upload:
+        """Write ``body`` at ``offset`` and acknowledge what was stored; returns the record."""
+        async with self.locker.hold(upload_id, wait=self.config.lock_wait) as lease:
+            upload = await self.get(upload_id, owner=owner)
+            if upload.is_final:
+                raise FinalUploadImmutable("a final upload cannot be appended to")
+            if upload.state is not UploadState.RECEIVING:
+                raise UploadNotReceiving(f"upload {upload_id} is {upload.state}")
+            if offset != upload.offset:
+                raise OffsetMismatch(
+                    f"Upload-Offset {offset} does not match the upload's offset {upload.offset}"
+                )
+            if declare_length is not None:
+                upload = await self._declare_length(upload, declare_length)
+            limit = self._room(upload)
+            if content_length is not None and content_length > limit:
+                raise self._too_much(upload)
+            hashers = None if upload.partial else self.digests.start(upload.id, offset)
+            result = await receive(
+                self.storage,
+                upload,
+                body,
+                lease=lease,
+                limit=limit,
+                hashers=hashers,
+                checksum=checksum,
+                durable=self.config.durable,
+                idle_timeout=self.config.idle_timeout,
+                too_much=lambda: self._too_much(upload),
+            )
+            if checksum is not None and not result.checksum_ok:
+                if result.interrupted:  # an unverifiable prefix counts for nothing
+                    return upload
+                raise ChecksumMismatch(f"the body does not match its {checksum.algorithm}")
+            if result.received == 0:
+                return await self.finisher.finish(upload) if upload.is_finished else upload
+            new_offset = offset + result.received
+            now = self.clock()
+            upload = await self._commit(
+                upload,
+                {"offset": offset, "state": UploadState.RECEIVING},
+                {"offset": new_offset},
+                updated_at=now,
+                expires_at=now + self.config.expiry,
+            )
+            self.digests.commit(upload.id, new_offset, hashers)
+            if upload.is_finished:
+                upload = await self.finisher.finish(upload)
+            return upload
+
+    def _room(self, upload: Upload) -> int:
+        end = upload.length if upload.length is not None else self.config.max_size
+        return end - upload.offset
+
+    def _too_much(self, upload: Upload) -> Exception:
+        if upload.length is None:
+            return UploadTooLarge(f"the upload would pass the maximum of {self.config.max_size}")
+        return LengthExceeded(f"the body passes the upload's length of {upload.length} bytes")
+
+    async def _declare_length(self, upload: Upload, length: int) -> Upload:
+        if upload.length is not None:
+            if upload.length == length:
+                return upload
+            raise LengthAlreadySet(f"the upload's length is already {upload.length}")
+        if length > self.config.max_size:
+            raise UploadTooLarge(f"Upload-Length {length} is over the maximum")
+        if length < upload.offset:
+            raise LengthExceeded(f"{upload.offset} bytes were already received")
+        return await self._commit(upload, {"length": None}, {"length": length})
+
+    async def _commit(
+        self, upload: Upload, expect: Mapping[str, Any], change: Mapping[str, Any], **more: Any
+    ) -> Upload:
+        updated = await self.catalog.compare_and_set(upload.id, expect, {**change, **more})
+        if updated is None:
+            raise Conflict(f"upload {upload.id} changed under this request; retry")
+        return updated
+
+    # -- ending ----------------------------------------------------------------------------
+
+    async def terminate(self, upload_id: str, *, owner: str | None = None) -> None:
+        """Abort an upload (in any state) and remove its bytes; a tombstone answers 410."""
+        async with self.locker.hold(upload_id, wait=self.config.lock_wait):
+            upload = await self.get(upload_id, owner=owner)
+            now = self.clock()
+            await self._commit(
+                upload,
+                {"state": upload.state},
+                {"state": UploadState.ABORTED},
+                updated_at=now,
+                expires_at=now + self.config.expiry,
+            )
+            self.digests.forget(upload_id)
+            await self.storage.delete(upload.storage)
+
+    async def recover(self) -> int:
+        """Finish what a crash interrupted: uploads fully received but not yet complete."""
+        finished = 0
+        for upload in await self.catalog.list_by_state(frozenset(OPEN_STATES), limit=10_000):
+            if upload.state is UploadState.VERIFYING or upload.is_finished:
+                async with self.locker.hold(upload.id, wait=self.config.lock_wait):
+                    await self.finisher.finish(upload)
+                finished += 1
+        return finished
