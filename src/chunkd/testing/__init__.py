@@ -1,0 +1,1 @@
+"""Helpers for testing chunkd and code built on it: the real server process, contract suites."""
