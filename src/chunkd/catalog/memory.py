@@ -53,7 +53,9 @@ class MemoryCatalog(Catalog):
             return self._records.pop(upload_id, None) is not None
 
     async def list_expired(self, now: float, limit: int) -> list[Upload]:
-        expired = [u for u in self._records.values() if u.expires_at is not None and u.expires_at < now]
+        expired = [
+            u for u in self._records.values() if u.expires_at is not None and u.expires_at < now
+        ]
         return sorted(expired, key=lambda u: u.expires_at or 0.0)[:limit]
 
     async def list_by_state(self, states: frozenset[UploadState], limit: int) -> list[Upload]:

@@ -21,6 +21,11 @@ from chunkd.uploads.models import Upload, UploadState
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in codec.COLUMNS)
 
 
+def _mapping(row: Any) -> Mapping[str, Any]:
+    mapping: Mapping[str, Any] = row  # sqlite3.Row reads like a mapping by column name
+    return mapping
+
+
 class SqliteCatalog(Catalog):
     def __init__(self, path: Path, *, durable: bool = True) -> None:
         self._path = path
@@ -73,7 +78,7 @@ class SqliteCatalog(Catalog):
             f"SELECT {_COLUMN_LIST} FROM uploads WHERE id = ?", (upload_id,)
         )
         for row in rows:
-            return codec.decode(row)
+            return codec.decode(_mapping(row))
         return None
 
     async def compare_and_set(
@@ -90,7 +95,7 @@ class SqliteCatalog(Catalog):
             (*new.values(), upload_id, *old.values()),
         )
         for row in rows:
-            return codec.decode(row)
+            return codec.decode(_mapping(row))
         return None
 
     async def delete(self, upload_id: str) -> bool:
@@ -101,11 +106,10 @@ class SqliteCatalog(Catalog):
 
     async def list_expired(self, now: float, limit: int) -> list[Upload]:
         rows = await self.db.execute_fetchall(
-            f"SELECT {_COLUMN_LIST} FROM uploads WHERE expires_at < ? "
-            "ORDER BY expires_at LIMIT ?",
+            f"SELECT {_COLUMN_LIST} FROM uploads WHERE expires_at < ? ORDER BY expires_at LIMIT ?",
             (now, limit),
         )
-        return [codec.decode(row) for row in rows]
+        return [codec.decode(_mapping(row)) for row in rows]
 
     async def list_by_state(self, states: frozenset[UploadState], limit: int) -> list[Upload]:
         marks = ", ".join("?" for _ in states)
@@ -114,4 +118,4 @@ class SqliteCatalog(Catalog):
             "ORDER BY created_at LIMIT ?",
             (*sorted(str(s) for s in states), limit),
         )
-        return [codec.decode(row) for row in rows]
+        return [codec.decode(_mapping(row)) for row in rows]

@@ -10,7 +10,9 @@ import typer
 
 from chunkd.settings import Settings, SettingsError, load_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Resumable uploads of large files.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Resumable uploads of large files."
+)
 
 
 def _settings(**flags: object) -> Settings:
@@ -27,12 +29,24 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on [8080].")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Where bytes and records live.")] = None,
     max_size: Annotated[str | None, typer.Option(help="Largest upload, e.g. 10GiB.")] = None,
-    expiry: Annotated[str | None, typer.Option(help="Idle unfinished uploads expire, e.g. 24h.")] = None,
-    cors_origins: Annotated[str | None, typer.Option(help="Allowed browser origins, comma-separated.")] = None,
+    expiry: Annotated[
+        str | None, typer.Option(help="Idle unfinished uploads expire, e.g. 24h.")
+    ] = None,
+    cors_origins: Annotated[
+        str | None, typer.Option(help="Allowed browser origins, comma-separated.")
+    ] = None,
     base_path: Annotated[str | None, typer.Option(help="URL prefix, e.g. /api.")] = None,
-    behind_proxy: Annotated[bool | None, typer.Option("--behind-proxy/--direct", help="Trust Forwarded / X-Forwarded-* headers.")] = None,
-    fsync: Annotated[bool | None, typer.Option("--fsync/--no-fsync", help="Sync bytes to disk before acknowledging them.")] = None,
-    digests: Annotated[str | None, typer.Option(help="Whole-file digests to compute, or 'none'.")] = None,
+    behind_proxy: Annotated[
+        bool | None,
+        typer.Option("--behind-proxy/--direct", help="Trust Forwarded / X-Forwarded-* headers."),
+    ] = None,
+    fsync: Annotated[
+        bool | None,
+        typer.Option("--fsync/--no-fsync", help="Sync bytes to disk before acknowledging them."),
+    ] = None,
+    digests: Annotated[
+        str | None, typer.Option(help="Whole-file digests to compute, or 'none'.")
+    ] = None,
     server: Annotated[str | None, typer.Option(help="ASGI server: uvicorn or granian.")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
 ) -> None:
@@ -50,7 +64,9 @@ def serve(
 @app.command()
 def cleanup(
     data_dir: Annotated[Path | None, typer.Option(help="Where bytes and records live.")] = None,
-    expiry: Annotated[str | None, typer.Option(help="Idle time after which uploads expire.")] = None,
+    expiry: Annotated[
+        str | None, typer.Option(help="Idle time after which uploads expire.")
+    ] = None,
 ) -> None:
     """Remove expired uploads' bytes and records once, then exit."""
     settings = _settings(data_dir=data_dir, expiry=expiry)

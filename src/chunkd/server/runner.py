@@ -45,7 +45,9 @@ def run_uvicorn(settings: Settings) -> None:
 
 
 def run_granian(settings: Settings) -> None:
-    from granian import Granian  # type: ignore[attr-defined]
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+    from granian.log import LogLevels
 
     _export(settings)
     Granian(
@@ -53,8 +55,8 @@ def run_granian(settings: Settings) -> None:
         factory=True,
         address=settings.host,
         port=settings.port,
-        interface="asgi",
+        interface=Interfaces.ASGI,
         workers=1,
-        loop="uvloop",
-        log_level=settings.log_level,
+        loop=Loops.uvloop,
+        log_level=LogLevels(settings.log_level),
     ).serve()

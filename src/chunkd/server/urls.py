@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})*"
-                   r"|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})*"
+    r"|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?"
+)
 _SCHEMES = frozenset({"http", "https"})
 
 
@@ -28,12 +30,12 @@ def _forwarded(value: str) -> dict[str, str]:
 def public_origin(
     scheme: str,
     headers: Mapping[str, str],
-    server: tuple[str, int] | None,
+    server: tuple[str, int | None] | None,
     *,
     behind_proxy: bool,
 ) -> str:
     """``scheme://host[:port]`` for building absolute URLs (``headers`` keys lower-case)."""
-    host = headers.get("host")
+    hosts = []
     if behind_proxy:
         forwarded = _forwarded(headers["forwarded"]) if "forwarded" in headers else {}
         proto = forwarded.get("proto") or headers.get("x-forwarded-proto", "").split(",")[0]
@@ -42,20 +44,22 @@ def public_origin(
             scheme = proto
         forwarded_host = forwarded.get("host") or headers.get("x-forwarded-host", "").split(",")[0]
         forwarded_host = forwarded_host.strip()
-        if forwarded_host:
-            host = forwarded_host
-            port = headers.get("x-forwarded-port", "").strip()
-            if ":" not in host.rsplit("]", 1)[-1] and port.isdigit() and not forwarded:
-                host = f"{host}:{port}"
-    if host is None or not _HOST.fullmatch(host):
-        if server is None:
-            host = "localhost"
-        else:
-            address = f"[{server[0]}]" if ":" in server[0] else server[0]
-            host = f"{address}:{server[1]}"
+        port = headers.get("x-forwarded-port", "").strip()
+        if forwarded_host and not forwarded and port.isdigit() and not _has_port(forwarded_host):
+            forwarded_host = f"{forwarded_host}:{port}"
+        hosts.append(forwarded_host)
+    hosts.append(headers.get("host", ""))
+    if server is not None:
+        address = f"[{server[0]}]" if ":" in server[0] else server[0]
+        hosts.append(address if server[1] is None else f"{address}:{server[1]}")
+    host = next((candidate for candidate in hosts if _HOST.fullmatch(candidate)), "localhost")
     default = (scheme == "http" and host.endswith(":80")) or (
         scheme == "https" and host.endswith(":443")
     )
     if default:
         host = host.rsplit(":", 1)[0]
     return f"{scheme}://{host}"
+
+
+def _has_port(host: str) -> bool:
+    return ":" in host.rsplit("]", 1)[-1]

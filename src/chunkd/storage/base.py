@@ -65,9 +65,11 @@ class Storage(ABC):
     ) -> None:
         await self.close()
 
+    @abstractmethod
     async def open(self) -> None:
         """Prepare the backend (create folders, check credentials)."""
 
+    @abstractmethod
     async def close(self) -> None:
         """Release resources."""
 

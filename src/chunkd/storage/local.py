@@ -106,9 +106,7 @@ class _LocalWriter(ByteWriter):
 
 
 class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):
-    def __init__(
-        self, root: Path, *, batch_size: int = 512 * 1024, threads: int = 16
-    ) -> None:
+    def __init__(self, root: Path, *, batch_size: int = 512 * 1024, threads: int = 16) -> None:
         self.root = root.resolve()
         self._files = self.root / "files"
         self._batch_size = batch_size

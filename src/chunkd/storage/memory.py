@@ -40,6 +40,12 @@ class MemoryStorage(Storage, SupportsDownload, SupportsConcatenation):
     def __init__(self) -> None:
         self.blobs: dict[str, bytearray] = {}
 
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
     async def ping(self) -> None:
         pass
 

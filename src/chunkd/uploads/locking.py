@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 from chunkd.exceptions import UploadLocked
@@ -37,7 +37,7 @@ class Lease:
         loop = asyncio.get_running_loop()
         self._idle = idle_timeout
         when = loop.time() if self.release_requested else loop.time() + idle_timeout
-        async with asyncio.timeout(when) as timeout:
+        async with asyncio.timeout_at(when) as timeout:
             self._timeout = timeout
             try:
                 yield self
@@ -52,7 +52,7 @@ class Lease:
 
 class Locker(ABC):
     @abstractmethod
-    def hold(self, upload_id: str, *, wait: float) -> AsyncIterator[Lease]:
+    def hold(self, upload_id: str, *, wait: float) -> AbstractAsyncContextManager[Lease]:
         """An async context manager holding the upload's lock.
 
         If another request holds it, that request is asked to release; if it has not within

@@ -22,18 +22,18 @@ from typing import Any
 
 from chunkd.catalog.base import Catalog
 from chunkd.exceptions import (
+    ChecksumMismatch,
     Conflict,
     FinalUploadImmutable,
     InvalidConcatenation,
     LengthAlreadySet,
     LengthExceeded,
+    OffsetMismatch,
     UploadAborted,
     UploadExpired,
     UploadNotFound,
     UploadNotReceiving,
     UploadTooLarge,
-    ChecksumMismatch,
-    OffsetMismatch,
 )
 from chunkd.protocol.checksums import Checksum
 from chunkd.protocol.tus.headers import is_valid_upload_id

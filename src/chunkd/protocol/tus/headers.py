@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from urllib.parse import unquote, urlsplit
 
 from chunkd.exceptions import InvalidConcatenation, InvalidHeader, VersionUnsupported

@@ -23,7 +23,7 @@ def parse_metadata(value: str | None) -> dict[str, str | None]:
         raise InvalidMetadata("Upload-Metadata is larger than 16 KiB")
     result: dict[str, str | None] = {}
     for pair in value.split(","):
-        parts = pair.strip().split(" ")
+        parts = pair.lstrip().split(" ")
         if len(parts) > 2 or not _KEY.fullmatch(parts[0]):
             raise InvalidMetadata(f"malformed Upload-Metadata pair {pair.strip()!r}")
         key = parts[0]

@@ -34,6 +34,8 @@ async def patch(request: Request) -> Response:
         body_of(request),
         content_length=content_length(request),
         checksum=parse_upload_checksum(request.headers.get("upload-checksum")),
-        declare_length=parse_non_negative_int("Upload-Length", request.headers.get("upload-length")),
+        declare_length=parse_non_negative_int(
+            "Upload-Length", request.headers.get("upload-length")
+        ),
     )
     return Response(status_code=204, headers=upload_headers(upload))

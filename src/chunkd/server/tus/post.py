@@ -41,7 +41,7 @@ async def post(request: Request) -> Response:
     checksum = parse_upload_checksum(headers.get("upload-checksum"))
     declared = content_length(request)
     with_body = is_offset_stream(request) and (
-        declared is None and "transfer-encoding" in headers or bool(declared)
+        (declared is None and "transfer-encoding" in headers) or bool(declared)
     )
     upload = await service.create(
         length=length, metadata=metadata, partial=concat is not None and concat.partial

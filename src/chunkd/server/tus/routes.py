@@ -33,5 +33,10 @@ def tus_routes(files_path: str) -> list[BaseRoute]:
         Route(f"{files_path}{{upload_id}}", get, methods=["GET"], include_in_schema=False),
         Route(f"{files_path}{{upload_id}}", options, methods=["OPTIONS"], include_in_schema=False),
         # Anything deeper (``/files/a/../b``) names no upload; answer like tus, not like a page.
-        Route(f"{files_path}{{rest:path}}", not_an_upload, include_in_schema=False),
+        Route(
+            f"{files_path}{{rest:path}}",
+            not_an_upload,
+            methods=["GET", "HEAD", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+            include_in_schema=False,
+        ),
     ]

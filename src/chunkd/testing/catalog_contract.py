@@ -1,0 +1,136 @@
+"""The behaviour every catalog backend must show. Subclass and provide a ``catalog`` fixture::
+
+class TestSqliteCatalog(CatalogContract):
+    @pytest.fixture
+    async def catalog(self, tmp_path): ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import pytest
+
+from chunkd.catalog.base import Catalog
+from chunkd.uploads.models import Upload, UploadState
+
+
+def make_upload(**changes: object) -> Upload:
+    base = Upload(
+        id=secrets.token_hex(16),
+        length=1000,
+        owner="alice",
+        metadata={"filename": "a.wav", "flag": None},
+        storage={"path": "files/ab/abc"},
+        created_at=100.0,
+        updated_at=100.0,
+        expires_at=200.0,
+    )
+    return base.replace(**changes)
+
+
+class CatalogContract:
+    async def test_insert_then_get_round_trips_every_field(self, catalog: Catalog) -> None:
+        upload = make_upload(
+            parts=(0, 2, 5),
+            partial=True,
+            concat_parts=("a" * 32, "b" * 32),
+            digests={"sha256": "00ff"},
+            expected_digests={"md5": "11"},
+            error="boom",
+            part_size=5 * 1024 * 1024,
+            state=UploadState.VERIFYING,
+        )
+        await catalog.insert(upload)
+        assert await catalog.get(upload.id) == upload
+
+    async def test_deferred_length_and_empty_fields_round_trip(self, catalog: Catalog) -> None:
+        upload = make_upload(length=None, metadata={}, expires_at=None, concat_parts=None)
+        await catalog.insert(upload)
+        assert await catalog.get(upload.id) == upload
+
+    async def test_get_unknown_is_none(self, catalog: Catalog) -> None:
+        assert await catalog.get("0" * 32) is None
+
+    async def test_insert_twice_fails(self, catalog: Catalog) -> None:
+        upload = make_upload()
+        await catalog.insert(upload)
+        with pytest.raises(Exception):  # noqa: B017 - each backend raises its own error
+            await catalog.insert(upload)
+
+    async def test_compare_and_set_applies_when_expectations_hold(self, catalog: Catalog) -> None:
+        upload = make_upload()
+        await catalog.insert(upload)
+        updated = await catalog.compare_and_set(
+            upload.id, {"offset": 0, "state": UploadState.RECEIVING}, {"offset": 10}
+        )
+        assert updated == upload.replace(offset=10)
+        assert await catalog.get(upload.id) == updated
+
+    async def test_compare_and_set_refuses_stale_expectations(self, catalog: Catalog) -> None:
+        upload = make_upload()
+        await catalog.insert(upload)
+        assert await catalog.compare_and_set(upload.id, {"offset": 5}, {"offset": 10}) is None
+        assert await catalog.compare_and_set("0" * 32, {}, {"offset": 10}) is None
+        assert await catalog.get(upload.id) == upload
+
+    async def test_compare_and_set_matches_null(self, catalog: Catalog) -> None:
+        upload = make_upload(length=None)
+        await catalog.insert(upload)
+        assert await catalog.compare_and_set(upload.id, {"length": None}, {"length": 9})
+        assert await catalog.compare_and_set(upload.id, {"length": None}, {"length": 7}) is None
+        assert (await catalog.get(upload.id) or upload).length == 9
+
+    async def test_only_one_of_racing_compare_and_sets_wins(self, catalog: Catalog) -> None:
+        upload = make_upload()
+        await catalog.insert(upload)
+        results = await asyncio.gather(
+            *(
+                catalog.compare_and_set(
+                    upload.id,
+                    {"state": UploadState.RECEIVING},
+                    {"state": UploadState.VERIFYING, "offset": n},
+                )
+                for n in range(20)
+            )
+        )
+        assert sum(result is not None for result in results) == 1
+
+    async def test_compare_and_set_rejects_unknown_fields(self, catalog: Catalog) -> None:
+        upload = make_upload()
+        await catalog.insert(upload)
+        with pytest.raises(ValueError):
+            await catalog.compare_and_set(upload.id, {}, {"nonsense": 1})
+        with pytest.raises(ValueError):
+            await catalog.compare_and_set(upload.id, {}, {"id": "x"})
+
+    async def test_delete(self, catalog: Catalog) -> None:
+        upload = make_upload()
+        await catalog.insert(upload)
+        assert await catalog.delete(upload.id) is True
+        assert await catalog.delete(upload.id) is False
+        assert await catalog.get(upload.id) is None
+
+    async def test_list_expired_is_oldest_first_and_bounded(self, catalog: Catalog) -> None:
+        uploads = [make_upload(expires_at=float(t)) for t in (50, 10, 30, 500)]
+        uploads.append(make_upload(expires_at=None))
+        for upload in uploads:
+            await catalog.insert(upload)
+        expired = await catalog.list_expired(100.0, 10)
+        assert [u.expires_at for u in expired] == [10.0, 30.0, 50.0]
+        assert len(await catalog.list_expired(100.0, 2)) == 2
+
+    async def test_list_by_state(self, catalog: Catalog) -> None:
+        receiving = make_upload(created_at=1.0)
+        verifying = make_upload(state=UploadState.VERIFYING, created_at=2.0)
+        complete = make_upload(state=UploadState.COMPLETE, created_at=3.0)
+        for upload in (complete, verifying, receiving):
+            await catalog.insert(upload)
+        found = await catalog.list_by_state(
+            frozenset({UploadState.RECEIVING, UploadState.VERIFYING}), 10
+        )
+        assert [u.id for u in found] == [receiving.id, verifying.id]
+
+    async def test_ping(self, catalog: Catalog) -> None:
+        await catalog.ping()

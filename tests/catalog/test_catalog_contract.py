@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from chunkd.catalog.memory import MemoryCatalog
+from chunkd.catalog.sqlite import SqliteCatalog
+from chunkd.testing.catalog_contract import CatalogContract
+
+
+class TestMemoryCatalog(CatalogContract):
+    @pytest.fixture
+    async def catalog(self) -> AsyncIterator[MemoryCatalog]:
+        async with MemoryCatalog() as catalog:
+            yield catalog
+
+
+class TestSqliteCatalog(CatalogContract):
+    @pytest.fixture
+    async def catalog(self, tmp_path: Path) -> AsyncIterator[SqliteCatalog]:
+        async with SqliteCatalog(tmp_path / "catalog.sqlite3") as catalog:
+            yield catalog

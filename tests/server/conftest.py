@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from chunkd.catalog.memory import MemoryCatalog
+from chunkd.server.app import create_app
+from chunkd.settings import Settings
+from chunkd.storage.base import Storage
+from chunkd.storage.memory import MemoryStorage
+from chunkd.uploads.service import ServiceConfig, UploadService
+
+TUS = {"Tus-Resumable": "1.0.0"}
+PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}
+
+ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@asynccontextmanager
+async def tus_client(
+    storage: Storage | None = None, **settings: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    config = Settings(**{"max_size": 1000, **settings})
+    service = UploadService(
+        MemoryCatalog(),
+        storage or MemoryStorage(),
+        ServiceConfig(max_size=int(config.max_size), digests=tuple(config.digests)),
+    )
+    app = create_app(config, service)
+    async with service.catalog, service.storage:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            client.service = service  # type: ignore[attr-defined]
+            yield client
+
+
+@pytest.fixture
+def make_client() -> ClientFactory:
+    return tus_client
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with tus_client() as client:
+        yield client
+
+
+def service_of(client: httpx.AsyncClient) -> UploadService:
+    service: UploadService = client.service  # type: ignore[attr-defined]
+    return service
+
+
+async def count_uploads(client: httpx.AsyncClient) -> int:
+    catalog = service_of(client).catalog
+    assert isinstance(catalog, MemoryCatalog)
+    return len(catalog._records)
+
+
+async def create(client: httpx.AsyncClient, length: int = 10, **headers: str) -> str:
+    answer = await client.post("/files/", headers={**TUS, "Upload-Length": str(length), **headers})
+    assert answer.status_code == 201, answer.text
+    return answer.headers["Location"]

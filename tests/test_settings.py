@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from chunkd.settings import SettingsError, load_settings, parse_duration
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+    assert settings.expiry == 24 * 3600
+    assert settings.fsync is True
+    assert settings.digests == ["sha256"]
+    assert settings.files_path == "/files/"
+
+
+def test_flags_beat_environment_beat_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHUNKD_PORT", "9000")
+    monkeypatch.setenv("CHUNKD_MAX_SIZE", "2GiB")
+    monkeypatch.setenv("CHUNKD_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("CHUNKD_FSYNC", "false")
+    settings = load_settings(port=9100, max_size=None)
+    assert settings.port == 9100
+    assert int(settings.max_size) == 2 * 1024**3
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.fsync is False
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "message"),
+    [
+        ({"port": 70000}, {}, "invalid setting --port"),
+        ({}, {"CHUNKD_PORT": "http"}, "invalid setting CHUNKD_PORT"),
+        ({"max_size": "lots"}, {}, "invalid setting --max-size"),
+        ({"expiry": "soon"}, {}, "invalid setting --expiry: 'soon' is not a duration"),
+        ({"expiry": "0s"}, {}, "invalid setting --expiry: a duration must be positive"),
+        ({"base_path": "api"}, {}, "invalid setting --base-path"),
+        ({"digests": "sha256,whirlpool"}, {}, "invalid setting --digests: unknown digest"),
+        ({"server": "gunicorn"}, {}, "invalid setting --server"),
+    ],
+)
+def test_bad_settings_say_which_and_why(
+    monkeypatch: pytest.MonkeyPatch, flags: dict[str, object], env: dict[str, str], message: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as error:
+        load_settings(**flags)
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(90, 90.0), ("90", 90.0), ("90s", 90.0), ("15m", 900.0), ("24h", 86400.0), ("1.5d", 129600.0)],
+)
+def test_durations(value: object, seconds: float) -> None:
+    assert parse_duration(value) == seconds
+
+
+def test_digests_none_and_base_path() -> None:
+    settings = load_settings(digests="none", base_path="/api/")
+    assert settings.digests == []
+    assert settings.files_path == "/api/files/"
