@@ -3,17 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from chunkd.settings import Settings
-
-
-def _export(settings: Settings) -> None:
-    """Hand resolved settings to worker processes that rebuild them from the environment."""
-    for name, value in settings.model_dump().items():
-        if isinstance(value, list):
-            value = ",".join(value) if value else ("none" if name == "digests" else "")
-        os.environ[f"CHUNKD_{name.upper()}"] = str(value)
 
 
 def run(settings: Settings) -> None:
@@ -45,18 +36,28 @@ def run_uvicorn(settings: Settings) -> None:
 
 
 def run_granian(settings: Settings) -> None:
-    from granian import Granian
-    from granian.constants import Interfaces, Loops
-    from granian.log import LogLevels
+    """Granian's embedded server: one process (its HTTP core in Rust, the app on our loop)."""
+    import asyncio
+    import signal
 
-    _export(settings)
-    Granian(
-        "chunkd.server.app:app_from_env",
-        factory=True,
-        address=settings.host,
-        port=settings.port,
-        interface=Interfaces.ASGI,
-        workers=1,
-        loop=Loops.uvloop,
-        log_level=LogLevels(settings.log_level),
-    ).serve()
+    import uvloop
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+    from granian.server.embed import Server
+
+    from chunkd.server.app import create_app
+
+    async def serve() -> None:
+        server = Server(
+            create_app(settings),
+            address=settings.host,
+            port=settings.port,
+            interface=Interfaces.ASGI,
+            log_level=LogLevels(settings.log_level),
+        )
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, server.stop)
+        await server.serve()
+
+    uvloop.run(serve())
