@@ -6,14 +6,17 @@ for the human reading it::
 
     ChunkdError
     ├── BadRequest (400)          InvalidHeader, InvalidMetadata, UnsupportedChecksum,
-    │                             InvalidConcatenation, LengthAlreadySet, LengthRequired
+    │                             InvalidConcatenation, LengthAlreadySet, LengthRequired,
+    │                             PartOutOfRange, PartSizeMismatch, PartChecksumMismatch
     ├── Forbidden (403)           FinalUploadImmutable
     ├── UploadNotFound (404)
-    ├── Conflict (409)            OffsetMismatch, UploadNotReceiving, UploadIncomplete
+    ├── Conflict (409)            OffsetMismatch, UploadNotReceiving, UploadIncomplete,
+    │                             MissingParts, PartConflict, NotASession
     ├── Gone (410)                UploadExpired, UploadAborted
     ├── VersionUnsupported (412)
     ├── TooLarge (413)            UploadTooLarge, LengthExceeded
     ├── UnsupportedMediaType (415)
+    ├── Unprocessable (422)       ValidationFailed, DigestMismatch
     ├── UploadLocked (423)
     ├── ChecksumMismatch (460)
     └── ServiceUnavailable (503)  StorageUnavailable
@@ -32,18 +35,28 @@ class ChunkdError(Exception):
     retryable: ClassVar[bool] = False
     default_hint: ClassVar[str] = ""
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        details: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint if hint is not None else self.default_hint
+        self.details = details
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        body: dict[str, object] = {
             "code": self.code,
             "message": self.message,
             "hint": self.hint,
             "retryable": self.retryable,
         }
+        if self.details:
+            body["details"] = self.details
+        return body
 
 
 class BadRequest(ChunkdError):
@@ -79,6 +92,22 @@ class LengthAlreadySet(BadRequest):
 class LengthRequired(BadRequest):
     code = "LENGTH_REQUIRED"
     default_hint = "Send Upload-Length, or Upload-Defer-Length: 1 and declare it later."
+
+
+class PartOutOfRange(BadRequest):
+    code = "PART_OUT_OF_RANGE"
+    default_hint = "Parts are numbered from 0 to part_count - 1."
+
+
+class PartSizeMismatch(BadRequest):
+    code = "PART_SIZE_MISMATCH"
+    default_hint = "Every part but the last is exactly part_size bytes; the last is the rest."
+
+
+class PartChecksumMismatch(BadRequest):
+    code = "PART_CHECKSUM_MISMATCH"
+    retryable = True
+    default_hint = "The part was corrupted in transit and was not stored; send it again."
 
 
 class Forbidden(ChunkdError):
@@ -123,6 +152,21 @@ class Gone(ChunkdError):
     status = 410
 
 
+class MissingParts(Conflict):
+    code = "MISSING_PARTS"
+    default_hint = "Send the parts listed in details.missing_parts, then complete again."
+
+
+class PartConflict(Conflict):
+    code = "PART_CONFLICT"
+    default_hint = "This part was already received with different bytes."
+
+
+class NotASession(Conflict):
+    code = "NOT_A_SESSION"
+    default_hint = "This upload was created with tus; continue it with tus PATCH requests."
+
+
 class UploadExpired(Gone):
     code = "UPLOAD_EXPIRED"
     default_hint = "The upload expired and its bytes were removed; start a new upload."
@@ -158,6 +202,21 @@ class UnsupportedMediaType(ChunkdError):
     code = "UNSUPPORTED_MEDIA_TYPE"
     status = 415
     default_hint = "PATCH bodies use Content-Type: application/offset+octet-stream."
+
+
+class Unprocessable(ChunkdError):
+    code = "UNPROCESSABLE"
+    status = 422
+
+
+class ValidationFailed(Unprocessable):
+    code = "VALIDATION_FAILED"
+    default_hint = "Fix the request as details describe."
+
+
+class DigestMismatch(Unprocessable):
+    code = "DIGEST_MISMATCH"
+    default_hint = "The file the server received differs from the one declared; upload it again."
 
 
 class UploadLocked(ChunkdError):

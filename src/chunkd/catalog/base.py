@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from chunkd.uploads.models import FIELDS, Upload, UploadState
+from chunkd.uploads.models import FIELDS, Part, Upload, UploadState
 
 
 class Catalog(ABC):
@@ -61,7 +61,19 @@ class Catalog(ABC):
 
     @abstractmethod
     async def delete(self, upload_id: str) -> bool:
-        """Remove the record; ``True`` if there was one."""
+        """Remove the record and its parts; ``True`` if there was one."""
+
+    @abstractmethod
+    async def add_part(self, upload_id: str, part: Part) -> bool:
+        """Record a received part, durably; ``False`` (and no change) if that index exists."""
+
+    @abstractmethod
+    async def get_part(self, upload_id: str, index: int) -> Part | None:
+        """The part with ``index``, or ``None``."""
+
+    @abstractmethod
+    async def list_parts(self, upload_id: str) -> list[Part]:
+        """Every received part, by index."""
 
     @abstractmethod
     async def list_expired(self, now: float, limit: int) -> list[Upload]:

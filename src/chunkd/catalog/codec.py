@@ -9,7 +9,7 @@ from typing import Any
 from chunkd.uploads.models import FIELDS, Upload, UploadState
 
 _JSON_FIELDS = frozenset(
-    {"metadata", "parts", "concat_parts", "storage", "digests", "expected_digests"}
+    {"metadata", "concat_parts", "storage", "digests", "expected_digests"}
 )
 COLUMNS: tuple[str, ...] = FIELDS
 
@@ -36,7 +36,7 @@ def decode(row: Mapping[str, Any]) -> Upload:
         value = row[name]
         if name in _JSON_FIELDS and value is not None:
             value = json.loads(value)
-            if name in ("parts", "concat_parts"):
+            if name == "concat_parts":
                 value = tuple(value)
         elif name == "state":
             value = UploadState(value)

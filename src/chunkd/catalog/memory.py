@@ -7,12 +7,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from chunkd.catalog.base import Catalog, check_fields
-from chunkd.uploads.models import Upload, UploadState
+from chunkd.uploads.models import Part, Upload, UploadState
 
 
 class MemoryCatalog(Catalog):
     def __init__(self) -> None:
         self._records: dict[str, Upload] = {}
+        self._parts: dict[str, dict[int, Part]] = {}
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
@@ -50,7 +51,24 @@ class MemoryCatalog(Catalog):
 
     async def delete(self, upload_id: str) -> bool:
         async with self._lock:
+            self._parts.pop(upload_id, None)
             return self._records.pop(upload_id, None) is not None
+
+    async def add_part(self, upload_id: str, part: Part) -> bool:
+        async with self._lock:
+            if upload_id not in self._records:
+                raise KeyError(f"upload {upload_id} does not exist")
+            parts = self._parts.setdefault(upload_id, {})
+            if part.index in parts:
+                return False
+            parts[part.index] = part
+            return True
+
+    async def get_part(self, upload_id: str, index: int) -> Part | None:
+        return self._parts.get(upload_id, {}).get(index)
+
+    async def list_parts(self, upload_id: str) -> list[Part]:
+        return sorted(self._parts.get(upload_id, {}).values(), key=lambda part: part.index)
 
     async def list_expired(self, now: float, limit: int) -> list[Upload]:
         expired = [

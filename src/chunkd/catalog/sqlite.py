@@ -16,7 +16,7 @@ import aiosqlite
 
 from chunkd.catalog import codec, migrations
 from chunkd.catalog.base import Catalog, check_fields
-from chunkd.uploads.models import Upload, UploadState
+from chunkd.uploads.models import Part, Upload, UploadState
 
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in codec.COLUMNS)
 
@@ -45,6 +45,7 @@ class SqliteCatalog(Catalog):
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
         await self._db.execute("PRAGMA busy_timeout=10000")
+        await self._db.execute("PRAGMA foreign_keys=ON")
         await self._migrate()
 
     async def _migrate(self) -> None:
@@ -103,6 +104,33 @@ class SqliteCatalog(Catalog):
             "DELETE FROM uploads WHERE id = ? RETURNING id", (upload_id,)
         )
         return len(list(rows)) > 0
+
+    async def add_part(self, upload_id: str, part: Part) -> bool:
+        try:
+            rows = await self.db.execute_fetchall(
+                'INSERT INTO parts ("upload_id", "index", "size", "sha256") VALUES (?, ?, ?, ?) '
+                "ON CONFLICT DO NOTHING RETURNING 1",
+                (upload_id, part.index, part.size, part.sha256),
+            )
+        except sqlite3.IntegrityError:
+            raise KeyError(f"upload {upload_id} does not exist") from None
+        return len(list(rows)) > 0
+
+    async def get_part(self, upload_id: str, index: int) -> Part | None:
+        rows = await self.db.execute_fetchall(
+            'SELECT "index", "size", "sha256" FROM parts WHERE upload_id = ? AND "index" = ?',
+            (upload_id, index),
+        )
+        for row in rows:
+            return Part(row[0], row[1], row[2])
+        return None
+
+    async def list_parts(self, upload_id: str) -> list[Part]:
+        rows = await self.db.execute_fetchall(
+            'SELECT "index", "size", "sha256" FROM parts WHERE upload_id = ? ORDER BY "index"',
+            (upload_id,),
+        )
+        return [Part(row[0], row[1], row[2]) for row in rows]
 
     async def list_expired(self, now: float, limit: int) -> list[Upload]:
         rows = await self.db.execute_fetchall(

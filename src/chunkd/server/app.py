@@ -17,6 +17,8 @@ from chunkd import __version__
 from chunkd.catalog.sqlite import SqliteCatalog
 from chunkd.protocol.tus.constants import EXPOSED_HEADERS, REQUEST_HEADERS
 from chunkd.server.middleware import MethodOverride, RequestId
+from chunkd.server.rest import errors as rest_errors
+from chunkd.server.rest.routes import RestApi, build_router
 from chunkd.server.tus.context import TusContext
 from chunkd.server.tus.routes import tus_routes
 from chunkd.settings import Settings, load_settings
@@ -86,6 +88,10 @@ def create_app(settings: Settings, service: UploadService | None = None) -> Fast
     app.state.tus = TusContext(service, settings.files_path, settings.behind_proxy)
     app.state.service = service
     app.router.routes.extend(tus_routes(settings.files_path))
+    rest_errors.install(app)
+    app.include_router(
+        build_router(RestApi(settings.base_path, settings.files_path, settings.behind_proxy))
+    )
 
     @app.get(f"{settings.base_path}/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:

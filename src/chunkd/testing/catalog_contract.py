@@ -13,7 +13,7 @@ import secrets
 import pytest
 
 from chunkd.catalog.base import Catalog
-from chunkd.uploads.models import Upload, UploadState
+from chunkd.uploads.models import Part, Upload, UploadState
 
 
 def make_upload(**changes: object) -> Upload:
@@ -33,7 +33,6 @@ def make_upload(**changes: object) -> Upload:
 class CatalogContract:
     async def test_insert_then_get_round_trips_every_field(self, catalog: Catalog) -> None:
         upload = make_upload(
-            parts=(0, 2, 5),
             partial=True,
             concat_parts=("a" * 32, "b" * 32),
             digests={"sha256": "00ff"},
@@ -131,6 +130,35 @@ class CatalogContract:
             frozenset({UploadState.RECEIVING, UploadState.VERIFYING}), 10
         )
         assert [u.id for u in found] == [receiving.id, verifying.id]
+
+    async def test_parts_are_recorded_once(self, catalog: Catalog) -> None:
+        upload = make_upload(part_size=10)
+        await catalog.insert(upload)
+        assert await catalog.add_part(upload.id, Part(3, 10, "aa")) is True
+        assert await catalog.add_part(upload.id, Part(3, 10, "bb")) is False
+        assert await catalog.add_part(upload.id, Part(0, 10, "cc")) is True
+        assert await catalog.get_part(upload.id, 3) == Part(3, 10, "aa")
+        assert await catalog.get_part(upload.id, 1) is None
+        assert await catalog.list_parts(upload.id) == [Part(0, 10, "cc"), Part(3, 10, "aa")]
+
+    async def test_racing_adds_of_one_part_record_it_once(self, catalog: Catalog) -> None:
+        upload = make_upload(part_size=10)
+        await catalog.insert(upload)
+        added = await asyncio.gather(
+            *(catalog.add_part(upload.id, Part(1, 10, str(n))) for n in range(10))
+        )
+        assert added.count(True) == 1
+
+    async def test_parts_of_unknown_uploads_are_refused(self, catalog: Catalog) -> None:
+        with pytest.raises(KeyError):
+            await catalog.add_part("0" * 32, Part(0, 1, "aa"))
+
+    async def test_deleting_an_upload_deletes_its_parts(self, catalog: Catalog) -> None:
+        upload = make_upload(part_size=10)
+        await catalog.insert(upload)
+        await catalog.add_part(upload.id, Part(0, 10, "aa"))
+        await catalog.delete(upload.id)
+        assert await catalog.list_parts(upload.id) == []
 
     async def test_ping(self, catalog: Catalog) -> None:
         await catalog.ping()

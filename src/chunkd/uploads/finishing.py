@@ -45,6 +45,28 @@ class Finisher:
         if upload.state is not UploadState.VERIFYING or upload.length is None:
             return upload
         digests = await self._settle_digests(upload, upload.length)
+        wrong = {
+            name: {"expected": value, "actual": digests.get(name)}
+            for name, value in upload.expected_digests.items()
+            if digests.get(name) != value
+        }
+        if wrong:
+            failed = await self._catalog.compare_and_set(
+                upload.id,
+                {"state": UploadState.VERIFYING},
+                {
+                    "state": UploadState.FAILED,
+                    "digests": digests,
+                    "error": "digest mismatch: "
+                    + ", ".join(
+                        f"{name} expected {pair['expected']} got {pair['actual']}"
+                        for name, pair in wrong.items()
+                    ),
+                    "updated_at": self._clock(),
+                },
+            )
+            current = failed or await self._catalog.get(upload.id)
+            return current if current is not None else upload
         handle = await self._storage.finish(upload.storage, upload.length)
         done = await self._catalog.compare_and_set(
             upload.id,
@@ -63,20 +85,21 @@ class Finisher:
         return current if current is not None else upload
 
     async def _settle_digests(self, upload: Upload, length: int) -> dict[str, str]:
-        if upload.partial or not self._digests.algorithms:
+        algorithms = self._digests.for_upload(upload.expected_digests)
+        if upload.partial or not algorithms:
             return {}
         hashers = self._digests.take(upload.id, length)
-        if hashers is None:
+        if hashers is None or set(hashers) != set(algorithms):
             if not isinstance(self._storage, SupportsDownload):
                 return {}
-            hashers = await self._hash_stored(self._storage, upload, length)
+            hashers = await self._hash_stored(self._storage, upload, length, algorithms)
         return {name: hasher.digest().hex() for name, hasher in hashers.items()}
 
     async def _hash_stored(
-        self, storage: SupportsDownload, upload: Upload, length: int
+        self, storage: SupportsDownload, upload: Upload, length: int, algorithms: tuple[str, ...]
     ) -> dict[str, Hasher]:
         """The running state was lost (restart, concatenation): read the bytes back once."""
-        hashers = {name: new_hasher(name) for name in self._digests.algorithms}
+        hashers = {name: new_hasher(name) for name in algorithms}
         async for chunk in storage.read(upload.storage, 0, length):
             for hasher in hashers.values():
                 await asyncio.to_thread(hasher.update, chunk)

@@ -30,12 +30,19 @@ class DigestCache:
         self._capacity = capacity
         self._entries: OrderedDict[str, Running] = OrderedDict()
 
-    def start(self, upload_id: str, offset: int) -> dict[str, Hasher] | None:
-        """Hashers to feed this request's bytes into, or ``None`` if the state is lost."""
-        if not self.algorithms:
+    def for_upload(self, expected: dict[str, str]) -> tuple[str, ...]:
+        """The server's algorithms plus any the client declared a digest in."""
+        return tuple(dict.fromkeys((*self.algorithms, *expected)))
+
+    def start(
+        self, upload_id: str, offset: int, algorithms: tuple[str, ...] | None = None
+    ) -> dict[str, Hasher] | None:
+        """Hashers to feed the bytes from ``offset`` into, or ``None`` if the state is lost."""
+        algorithms = self.algorithms if algorithms is None else algorithms
+        if not algorithms:
             return None
         if offset == 0:
-            return {name: new_hasher(name) for name in self.algorithms}
+            return {name: new_hasher(name) for name in algorithms}
         running = self._entries.get(upload_id)
         if running is None or running.offset != offset:
             return None

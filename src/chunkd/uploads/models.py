@@ -26,9 +26,10 @@ class Upload:
     """One upload, whichever protocol created it.
 
     ``offset`` counts the contiguous bytes acknowledged from the start of the file; ``length``
-    is ``None`` while a tus client defers it. ``storage`` is the backend's opaque handle: only
-    the storage backend reads it. ``concat_parts`` lists the partial uploads a final tus upload
-    joined; ``partial`` marks an upload made to be joined.
+    is ``None`` while a tus client defers it. A session upload (REST) has a ``part_size``; its
+    received parts are kept by the catalog as :class:`Part` records. ``storage`` is the
+    backend's opaque handle: only the storage backend reads it. ``concat_parts`` lists the
+    partial uploads a final tus upload joined; ``partial`` marks an upload made to be joined.
     """
 
     id: str
@@ -38,7 +39,6 @@ class Upload:
     state: UploadState = UploadState.RECEIVING
     metadata: dict[str, str | None] = field(default_factory=dict)
     part_size: int | None = None
-    parts: tuple[int, ...] = ()
     partial: bool = False
     concat_parts: tuple[str, ...] | None = None
     storage: dict[str, str] = field(default_factory=dict)
@@ -54,11 +54,24 @@ class Upload:
         return self.concat_parts is not None
 
     @property
+    def is_session(self) -> bool:
+        return self.part_size is not None
+
+    @property
     def is_finished(self) -> bool:
         return self.length is not None and self.offset == self.length
 
     def replace(self, **changes: Any) -> Upload:
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One received part of a session upload: its index, size and sha256 (hex)."""
+
+    index: int
+    size: int
+    sha256: str
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Upload))

@@ -9,13 +9,12 @@ still has its received prefix flushed, so the caller can acknowledge it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from chunkd.protocol.checksums import Checksum, Hasher, new_hasher
-from chunkd.storage.base import Storage
+from chunkd.storage.base import Handle, Storage
 from chunkd.uploads.locking import Lease
-from chunkd.uploads.models import Upload
 
 
 class BodyInterrupted(Exception):
@@ -26,30 +25,34 @@ class BodyInterrupted(Exception):
 class Received:
     received: int
     interrupted: bool
-    checksum_ok: bool
+    checksums_ok: bool  # every declared checksum matched (vacuously true when none)
 
 
 async def receive(
     storage: Storage,
-    upload: Upload,
+    handle: Handle,
+    offset: int,
     body: AsyncIterator[bytes],
     *,
     lease: Lease,
     limit: int,
-    hashers: dict[str, Hasher] | None,
-    checksum: Checksum | None,
+    hashers: Iterable[Hasher],
+    checksums: Sequence[Checksum],
     durable: bool,
     idle_timeout: float,
     too_much: Callable[[], Exception],
 ) -> Received:
-    """Write ``body`` from the upload's offset; at most ``limit`` bytes or ``too_much()``."""
-    request_hasher = new_hasher(checksum.algorithm) if checksum is not None else None
-    observers = [hasher.update for hasher in (hashers or {}).values()]
-    if request_hasher is not None:
-        observers.append(request_hasher.update)
+    """Write ``body`` at ``offset``; at most ``limit`` bytes, else ``too_much()`` is raised.
+
+    ``hashers`` see every byte stored (whole-file or part digests); each declared checksum is
+    checked against the body.
+    """
+    checking = [(checksum, new_hasher(checksum.algorithm)) for checksum in checksums]
+    observers = [hasher.update for hasher in hashers]
+    observers.extend(hasher.update for _, hasher in checking)
     received = 0
     interrupted = False
-    async with storage.open_writer(upload.storage, upload.offset, observers) as writer:
+    async with storage.open_writer(handle, offset, observers) as writer:
         try:
             async with lease.receiving(idle_timeout):
                 async for chunk in body:
@@ -61,10 +64,5 @@ async def receive(
         except (TimeoutError, BodyInterrupted):
             interrupted = True
         await writer.flush(durable=durable and received > 0)
-    checksum_ok = (
-        checksum is not None
-        and request_hasher is not None
-        and not interrupted
-        and checksum.matches(request_hasher)
-    )
-    return Received(received=received, interrupted=interrupted, checksum_ok=checksum_ok)
+    checksums_ok = all(checksum.matches(hasher) for checksum, hasher in checking)
+    return Received(received=received, interrupted=interrupted, checksums_ok=checksums_ok)

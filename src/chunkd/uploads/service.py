@@ -28,6 +28,7 @@ from chunkd.exceptions import (
     InvalidConcatenation,
     LengthAlreadySet,
     LengthExceeded,
+    NotASession,
     OffsetMismatch,
     UploadAborted,
     UploadExpired,
@@ -43,6 +44,7 @@ from chunkd.uploads.hashing import DigestCache
 from chunkd.uploads.locking import Locker, MemoryLocker
 from chunkd.uploads.models import OPEN_STATES, Upload, UploadState
 from chunkd.uploads.receiving import BodyInterrupted, receive
+from chunkd.uploads.sessions import Sessions
 
 __all__ = ["BodyInterrupted", "ServiceConfig", "UploadService"]
 
@@ -74,6 +76,7 @@ class UploadService:
         self.clock = clock
         self.digests = DigestCache(self.config.digests)
         self.finisher = Finisher(catalog, storage, self.digests, clock)
+        self.sessions = Sessions(self)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -107,12 +110,21 @@ class UploadService:
         metadata: Mapping[str, str | None] | None = None,
         owner: str | None = None,
         partial: bool = False,
+        part_size: int | None = None,
+        expected_digests: dict[str, str] | None = None,
     ) -> Upload:
         if length is not None and length > self.config.max_size:
             raise UploadTooLarge(
-                f"Upload-Length {length} is over the maximum of {self.config.max_size} bytes"
+                f"the upload's length {length} is over the maximum of {self.config.max_size} bytes"
             )
-        upload = await self._insert(length, metadata, owner, partial=partial)
+        upload = await self._insert(
+            length,
+            metadata,
+            owner,
+            partial=partial,
+            part_size=part_size,
+            expected_digests=expected_digests,
+        )
         if upload.is_finished:  # an empty file is complete on creation
             upload = await self.finisher.finish(upload)
         return upload
@@ -125,6 +137,8 @@ class UploadService:
         *,
         partial: bool = False,
         concat_parts: tuple[str, ...] | None = None,
+        part_size: int | None = None,
+        expected_digests: dict[str, str] | None = None,
     ) -> Upload:
         upload_id = secrets.token_hex(16)
         handle = await self.storage.create(upload_id, length)
@@ -136,6 +150,8 @@ class UploadService:
             metadata=dict(metadata or {}),
             partial=partial,
             concat_parts=concat_parts,
+            part_size=part_size,
+            expected_digests=dict(expected_digests or {}),
             storage=handle,
             created_at=now,
             updated_at=now,
@@ -207,20 +223,25 @@ class UploadService:
             limit = self._room(upload)
             if content_length is not None and content_length > limit:
                 raise self._too_much(upload)
-            hashers = None if upload.partial else self.digests.start(upload.id, offset)
+            if upload.is_session:
+                raise NotASession("a session upload takes parts (PUT), not appends")
+            hashers = None if upload.partial else self.digests.start(
+                upload.id, offset, self.digests.for_upload(upload.expected_digests)
+            )
             result = await receive(
                 self.storage,
-                upload,
+                upload.storage,
+                offset,
                 body,
                 lease=lease,
                 limit=limit,
-                hashers=hashers,
-                checksum=checksum,
+                hashers=(hashers or {}).values(),
+                checksums=[checksum] if checksum is not None else [],
                 durable=self.config.durable,
                 idle_timeout=self.config.idle_timeout,
                 too_much=lambda: self._too_much(upload),
             )
-            if checksum is not None and not result.checksum_ok:
+            if checksum is not None and (result.interrupted or not result.checksums_ok):
                 if result.interrupted:  # an unverifiable prefix counts for nothing
                     return upload
                 raise ChecksumMismatch(f"the body does not match its {checksum.algorithm}")

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import wraps
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
-from chunkd.exceptions import ChunkdError, VersionUnsupported
+from chunkd.exceptions import ChunkdError, StorageUnavailable, VersionUnsupported
 from chunkd.protocol.checksums import ALGORITHMS
 from chunkd.protocol.tus import constants
 from chunkd.protocol.tus.headers import format_expires, require_tus_resumable
-from chunkd.server.urls import public_origin
+from chunkd.server.urls import absolute_url
 from chunkd.storage.base import Storage, SupportsConcatenation
 from chunkd.uploads.models import Upload, UploadState
-from chunkd.uploads.service import BodyInterrupted, UploadService
+from chunkd.uploads.service import UploadService
+
+log = logging.getLogger("chunkd.server")
 
 
 def derive_extensions(storage: Storage) -> tuple[str, ...]:
@@ -45,13 +48,7 @@ class TusContext:
         return derive_extensions(self.service.storage)
 
     def upload_url(self, request: Request, upload_id: str) -> str:
-        origin = public_origin(
-            request.url.scheme,
-            request.headers,
-            request.scope.get("server"),
-            behind_proxy=self.behind_proxy,
-        )
-        return f"{origin}{self.files_path}{upload_id}"
+        return absolute_url(request, f"{self.files_path}{upload_id}", self.behind_proxy)
 
 
 def tus(request: Request) -> TusContext:
@@ -100,20 +97,13 @@ def tus_route(*, versioned: bool = True) -> Callable[[Handler], Handler]:
                 return await handler(request)
             except ChunkdError as error:
                 return error_response(error)
+            except OSError:
+                log.exception("storage failure")
+                return error_response(StorageUnavailable("the server could not reach storage"))
 
         return endpoint
 
     return decorate
-
-
-async def body_of(request: Request) -> AsyncIterator[bytes]:
-    """The request body as the service wants it: chunks, and ``BodyInterrupted`` on a cut."""
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                yield chunk
-    except ClientDisconnect:
-        raise BodyInterrupted from None
 
 
 def checksum_algorithms() -> str:

@@ -9,16 +9,13 @@ from chunkd.exceptions import InvalidHeader, UnsupportedMediaType
 from chunkd.protocol.checksums import parse_upload_checksum
 from chunkd.protocol.tus.constants import OFFSET_CONTENT_TYPE
 from chunkd.protocol.tus.headers import parse_non_negative_int
-from chunkd.server.tus.context import body_of, tus, tus_route, upload_headers
+from chunkd.server.bodies import body_of, content_length
+from chunkd.server.tus.context import tus, tus_route, upload_headers
 
 
 def is_offset_stream(request: Request) -> bool:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     return media_type == OFFSET_CONTENT_TYPE
-
-
-def content_length(request: Request) -> int | None:
-    return parse_non_negative_int("Content-Length", request.headers.get("content-length"))
 
 
 @tus_route()

@@ -9,14 +9,14 @@ from chunkd.exceptions import ChunkdError, InvalidConcatenation, InvalidHeader, 
 from chunkd.protocol.checksums import parse_upload_checksum
 from chunkd.protocol.tus.headers import parse_concat, parse_defer_length, parse_non_negative_int
 from chunkd.protocol.tus.metadata import parse_metadata
+from chunkd.server.bodies import body_of, content_length
 from chunkd.server.tus.context import (
-    body_of,
     error_response,
     tus,
     tus_route,
     upload_headers,
 )
-from chunkd.server.tus.patch import content_length, is_offset_stream
+from chunkd.server.tus.patch import is_offset_stream
 from chunkd.uploads.models import Upload
 
 

@@ -6,7 +6,6 @@ CREATE TABLE uploads (
     "state" TEXT NOT NULL,
     "metadata" TEXT NOT NULL,
     "part_size" INTEGER,
-    "parts" TEXT NOT NULL,
     "partial" INTEGER NOT NULL DEFAULT 0,
     "concat_parts" TEXT,
     "storage" TEXT NOT NULL,

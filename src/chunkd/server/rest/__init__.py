@@ -1,0 +1,1 @@
+"""The REST session API at ``/uploads``: parts in any order, status, verified completion."""

@@ -1,0 +1,241 @@
+"""Upload sessions: parts in any order and in parallel, written in place, verified at the end.
+
+A session is an ``Upload`` with a ``part_size``. Part *n* is written straight to its final
+offset ``n * part_size``, so completing copies nothing. Parts of one upload are received
+concurrently, each under its own lock; only state changes take the upload's lock.
+
+Behind the parts, a per-upload *frontier* advances over the contiguous prefix of received
+parts, reading them back (from the page cache, usually) into the whole-file digests and
+moving the record's ``offset``. Completing then only hashes what the frontier has not reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from chunkd.exceptions import (
+    DigestMismatch,
+    MissingParts,
+    NotASession,
+    PartChecksumMismatch,
+    PartConflict,
+    PartOutOfRange,
+    PartSizeMismatch,
+    UploadNotReceiving,
+    UploadTooLarge,
+    ValidationFailed,
+)
+from chunkd.protocol.checksums import Checksum
+from chunkd.protocol.parts import (
+    PartSizeError,
+    choose_part_size,
+    missing_ranges,
+    part_count,
+    part_span,
+)
+from chunkd.storage.base import SupportsDownload
+from chunkd.uploads.models import Part, Upload, UploadState
+from chunkd.uploads.receiving import receive
+
+if TYPE_CHECKING:
+    from chunkd.uploads.service import UploadService
+
+
+class Sessions:
+    def __init__(self, service: UploadService) -> None:
+        self._service = service
+        self._frontiers: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[Upload | None]] = set()
+
+    async def create(
+        self,
+        *,
+        size: int,
+        metadata: Mapping[str, str | None],
+        owner: str | None = None,
+        part_size: int | None = None,
+        expected_digests: dict[str, str] | None = None,
+    ) -> Upload:
+        if size > self._service.config.max_size:
+            raise UploadTooLarge(
+                f"size {size} is over the maximum of {self._service.config.max_size} bytes"
+            )
+        try:
+            chosen = choose_part_size(size, part_size)
+        except PartSizeError as error:
+            raise ValidationFailed(str(error), details={"field": "part_size"}) from None
+        return await self._service.create(
+            length=size,
+            metadata=metadata,
+            owner=owner,
+            part_size=chosen,
+            expected_digests=expected_digests,
+        )
+
+    async def get(self, upload_id: str, *, owner: str | None = None) -> Upload:
+        upload = await self._service.get(upload_id, owner=owner)
+        if not upload.is_session:
+            raise NotASession("this upload was created with tus; it has no parts")
+        return upload
+
+    async def received(self, upload: Upload) -> tuple[list[Part], list[list[int]]]:
+        """The received parts and the missing ones, as ``[first, last]`` runs."""
+        if not upload.is_session or upload.length is None or upload.part_size is None:
+            return [], []
+        parts = await self._service.catalog.list_parts(upload.id)
+        count = part_count(upload.length, upload.part_size)
+        return parts, missing_ranges((part.index for part in parts), count)
+
+    # -- parts -----------------------------------------------------------------------------
+
+    async def put_part(
+        self,
+        upload_id: str,
+        index: int,
+        body: AsyncIterator[bytes],
+        *,
+        owner: str | None = None,
+        content_length: int | None = None,
+        checksums: Sequence[Checksum] = (),
+    ) -> tuple[Part, bool]:
+        """Store part ``index``; returns it and whether it is new (``False``: same bytes again)."""
+        service = self._service
+        upload = await self.get(upload_id, owner=owner)
+        if upload.state is not UploadState.RECEIVING:
+            raise UploadNotReceiving(f"upload {upload_id} is {upload.state}")
+        assert upload.length is not None and upload.part_size is not None
+        count = part_count(upload.length, upload.part_size)
+        if not 0 <= index < count:
+            raise PartOutOfRange(f"part {index} is outside 0..{count - 1}")
+        start, size = part_span(index, upload.length, upload.part_size)
+        if content_length is not None and content_length != size:
+            raise PartSizeMismatch(f"part {index} must be {size} bytes, not {content_length}")
+        async with service.locker.hold(
+            f"{upload_id}/{index}", wait=service.config.lock_wait
+        ) as lease:
+            existing = await service.catalog.get_part(upload_id, index)
+            if existing is not None:
+                return existing, await self._same_again(existing, body, size)
+            digest = hashlib.sha256()
+            result = await receive(
+                service.storage,
+                upload.storage,
+                start,
+                body,
+                lease=lease,
+                limit=size,
+                hashers=[digest],
+                checksums=checksums,
+                durable=service.config.durable,
+                idle_timeout=service.config.idle_timeout,
+                too_much=lambda: PartSizeMismatch(f"part {index} is longer than {size} bytes"),
+            )
+            if result.received != size:  # short or cut off: a part counts whole or not at all
+                raise PartSizeMismatch(
+                    f"part {index} must be {size} bytes; {result.received} arrived"
+                )
+            if not result.checksums_ok:
+                raise PartChecksumMismatch(f"part {index} does not match its declared digest")
+            part = Part(index, size, digest.hexdigest())
+            if not await service.catalog.add_part(upload_id, part):
+                raise PartConflict(f"part {index} was stored by another request meanwhile")
+            now = service.clock()
+            await service.catalog.compare_and_set(
+                upload_id,
+                {"state": UploadState.RECEIVING},
+                {"updated_at": now, "expires_at": now + service.config.expiry},
+            )
+        self._spawn_advance(upload_id)
+        return part, True
+
+    async def _same_again(self, existing: Part, body: AsyncIterator[bytes], size: int) -> bool:
+        """A part sent again: hash it without storing; the same bytes are a harmless retry."""
+        digest = hashlib.sha256()
+        received = 0
+        async for chunk in body:
+            received += len(chunk)
+            if received > size:
+                break
+            await asyncio.to_thread(digest.update, chunk)
+        if received != size or digest.hexdigest() != existing.sha256:
+            raise PartConflict(f"part {existing.index} was already received with other bytes")
+        return False
+
+    # -- the frontier ----------------------------------------------------------------------
+
+    def _spawn_advance(self, upload_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.advance(upload_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def advance(self, upload_id: str) -> Upload | None:
+        """Move ``offset`` (and the running digests) over newly contiguous parts."""
+        lock = self._frontiers.setdefault(upload_id, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._advance(upload_id)
+        finally:
+            if not lock.locked() and self._frontiers.get(upload_id) is lock:
+                del self._frontiers[upload_id]
+
+    async def _advance(self, upload_id: str) -> Upload | None:
+        service = self._service
+        upload = await service.catalog.get(upload_id)
+        if upload is None or upload.state is not UploadState.RECEIVING:
+            return upload
+        assert upload.length is not None and upload.part_size is not None
+        algorithms = service.digests.for_upload(upload.expected_digests)
+        hashers = service.digests.start(upload_id, upload.offset, algorithms)
+        storage = service.storage
+        offset = upload.offset
+        while offset < upload.length:
+            part = await service.catalog.get_part(upload_id, offset // upload.part_size)
+            if part is None:
+                break
+            if hashers is not None and isinstance(storage, SupportsDownload):
+                async for chunk in storage.read(upload.storage, offset, offset + part.size):
+                    for hasher in hashers.values():
+                        await asyncio.to_thread(hasher.update, chunk)
+            offset += part.size
+        if offset == upload.offset:
+            return upload
+        advanced = await service.catalog.compare_and_set(
+            upload_id,
+            {"offset": upload.offset, "state": UploadState.RECEIVING},
+            {"offset": offset},
+        )
+        if advanced is not None:
+            service.digests.commit(upload_id, offset, hashers)
+        return advanced
+
+    # -- completing ------------------------------------------------------------------------
+
+    async def complete(self, upload_id: str, *, owner: str | None = None) -> Upload:
+        """Verify every part is there and the whole-file digests match, then finish.
+
+        Completing a completed upload answers the same upload again; a failed one, the same
+        error.
+        """
+        service = self._service
+        async with service.locker.hold(upload_id, wait=service.config.lock_wait):
+            upload = await self.get(upload_id, owner=owner)
+            if upload.state is UploadState.RECEIVING:
+                _, missing = await self.received(upload)
+                if missing:
+                    raise MissingParts(
+                        f"{sum(last - first + 1 for first, last in missing)} parts are missing",
+                        details={"missing_parts": missing},
+                    )
+                upload = await self.advance(upload_id) or upload
+                upload = await service.finisher.finish(upload)
+            elif upload.state is UploadState.VERIFYING:
+                upload = await service.finisher.finish(upload)
+            if upload.state is UploadState.FAILED:
+                raise DigestMismatch(
+                    upload.error or "the file does not match its declared digest",
+                    details={"expected": upload.expected_digests, "actual": upload.digests},
+                )
+            return upload
