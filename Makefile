@@ -32,9 +32,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)
+# The benchmark's peers: @tus/server (npm ci, pinned in bench/peers), nginx (Debian), the extra.
+BENCH_NODE_STAMP := bench/peers/node_modules/.installed
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(BENCH_NODE_STAMP): bench/peers/package.json bench/peers/package-lock.json
+	cd bench/peers && npm ci --no-audit --no-fund --loglevel=error
+	touch $(BENCH_NODE_STAMP)
+
+bench: $(STAMP) $(BENCH_NODE_STAMP)
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y nginx; }
 	$(BIN)/pip install --quiet -e '.[bench]'
-	$(BIN)/python bench/tus_bench.py
+	$(BIN)/python bench/tus_bench.py --out docs/benchmarks.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) tests/clients/node_modules chunkd-data
