@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from loadclient import put_upload, tus_upload
+from monitor import TreeMonitor
 from report import Run
-from servers import Spec, TreeMonitor, running
+from servers import Spec, running
 
 MIB = 1024 * 1024
 _HASH_CHUNK = 8 * MIB

@@ -1,8 +1,7 @@
-"""The servers under test: how to start each on a free loopback port, watch it, and stop it.
+"""The servers under test: how to start each on a free loopback port, and stop it.
 
 Every server is started in its own session (process group) and stopped by that group's id,
-always, from ``finally``. :class:`TreeMonitor` samples the summed RSS of the server's process
-tree every ~50 ms and takes CPU time (user + system) of the tree before and after a workload.
+always, from ``finally``.
 """
 
 from __future__ import annotations
@@ -13,14 +12,11 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import psutil
 
 BENCH = Path(__file__).resolve().parent
 PEERS = BENCH / "peers"
@@ -186,60 +182,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _tree(proc: psutil.Process) -> list[psutil.Process]:
-    try:
-        return [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    for p in _tree(proc):
-        with suppress(psutil.NoSuchProcess):
-            total += p.memory_info().rss
-    return total
-
-
-def tree_cpu(proc: psutil.Process) -> float:
-    total = 0.0
-    for p in _tree(proc):
-        try:
-            times = p.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
-class TreeMonitor:
-    """Peak summed RSS of a process tree, sampled every ``interval`` s in a thread."""
-
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
-        self.proc = psutil.Process(pid)
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss(self.proc))
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> TreeMonitor:
-        self.cpu_before = tree_cpu(self.proc)
-        self.peak = tree_rss(self.proc)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, tree_rss(self.proc))
-        self.cpu = tree_cpu(self.proc) - self.cpu_before
 
 
 def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path, timeout: float) -> None:

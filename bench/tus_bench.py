@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import os
 import platform
 import shlex
@@ -69,6 +70,15 @@ def make_source(path: Path, size: int) -> None:
     with path.open("wb") as f:
         for _ in range(size // (16 * MIB)):
             f.write(os.urandom(16 * MIB))
+
+
+def source_fingerprint() -> str:
+    """sha256 over chunkd's source tree: the server under test is the (editable) working tree."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "src" / "chunkd").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def _out(*command: str) -> str:
@@ -128,6 +138,7 @@ def main() -> int:
     ]
     titles = {w.key: w.title for w in [*wls, *flat]}
     began, clock = dt.datetime.now(dt.UTC), time.monotonic()
+    fingerprint = source_fingerprint()
     work = Path(tempfile.mkdtemp(prefix="chunkd-bench-"))
     results: Results = {}
     try:
@@ -162,6 +173,13 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     names = [name for name, _ in cases]
+    changed = source_fingerprint() != fingerprint
+    source_note = (
+        f"**Warning: chunkd's source changed during the run (fingerprint {fingerprint} at the"
+        " start); later cases ran newer code.**"
+        if changed
+        else f"chunkd's source was unchanged during the run (fingerprint {fingerprint})."
+    )
     found = checks(results, [w.key for w in wls], ["A-small", "A", "A-big"])
     command = "python bench/tus_bench.py " + shlex.join(sys.argv[1:])
     doc = [
@@ -174,6 +192,7 @@ def main() -> int:
         "## Machine",
         "",
         *machine(),
+        f"- {source_note}",
         "",
         METHOD,
         "## Results",
