@@ -37,3 +37,27 @@ async def test_ids_must_be_plain(tmp_path: Path) -> None:
                 await storage.create(upload_id, 1)
     assert not (tmp_path.parent / "x").exists()
     assert os.listdir(tmp_path / "files") == []
+
+
+async def test_a_cancelled_write_leaves_nothing_unflushed(tmp_path: Path) -> None:
+    """A release request or idle timeout cancels a request while a batch is being written:
+    flush must still wait for that batch (and write the rest) before it reports an end."""
+    import asyncio
+    import contextlib
+    import time
+
+    def slow(chunk: bytes) -> None:
+        if chunk.startswith(b"a"):  # only the first batch is slow
+            time.sleep(0.3)
+
+    async with LocalStorage(tmp_path, batch_size=1) as storage:
+        handle = await storage.create("cd" * 16, 20)
+        async with storage.open_writer(handle, 0, [slow]) as writer:
+            await writer.write(b"a" * 10)  # in flight in a worker thread for 0.2 s
+            second = asyncio.create_task(writer.write(b"b" * 10))
+            await asyncio.sleep(0.05)
+            second.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await second
+            assert await writer.flush(durable=True) == 20
+        assert (tmp_path / handle["path"]).read_bytes() == b"a" * 10 + b"b" * 10

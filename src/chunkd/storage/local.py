@@ -62,15 +62,21 @@ class _LocalWriter(ByteWriter):
             await self._submit()
 
     async def _submit(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
+        await self._settle()
         if not self._batch:
             return
         batch, offset = self._batch, self._position
         self._position += self._batched
         self._batch, self._batched = [], 0
         self._pending = self._storage.run(self._write_batch, batch, offset)
+
+    async def _settle(self) -> None:
+        """Wait for the batch in flight. Shielded: if the request is cancelled meanwhile (a
+        release request, an idle timeout), the write stays tracked so ``flush`` still waits
+        for it before syncing — nothing is acknowledged that is not on disk."""
+        if self._pending is not None:
+            await asyncio.shield(self._pending)
+            self._pending = None
 
     def _write_batch(self, batch: list[bytes], offset: int) -> None:
         for observe in self._observers:
@@ -87,22 +93,16 @@ class _LocalWriter(ByteWriter):
 
     async def flush(self, *, durable: bool) -> int:
         await self._submit()
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
+        await self._settle()
         if durable:
             await self._storage.run(os.fdatasync, self._fd)
         return self._position
 
     async def close(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            try:
-                await pending
-            finally:
-                os.close(self._fd)
-            return
-        os.close(self._fd)
+        try:
+            await self._settle()
+        finally:
+            os.close(self._fd)
 
 
 class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):

@@ -63,6 +63,8 @@ async def receive(
                     lease.touch()
         except (TimeoutError, BodyInterrupted):
             interrupted = True
-        await writer.flush(durable=durable and received > 0)
+        # What the writer holds is what was stored: count from it, not from the loop above,
+        # which a cancellation may have left mid-chunk.
+        received = await writer.flush(durable=durable and received > 0) - offset
     checksums_ok = all(checksum.matches(hasher) for checksum, hasher in checking)
     return Received(received=received, interrupted=interrupted, checksums_ok=checksums_ok)
