@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -26,11 +27,22 @@ class ServerProcess:
 
     ``kill()`` sends SIGKILL (no clean-up at all); ``start()`` again restarts on the same port
     and data directory, as an operator's supervisor would.
+
+    ``args`` are extra ``chunkd serve`` flags. Inherited ``CHUNKD_*`` variables are dropped so
+    the caller's shell cannot change the server under test; ``env`` sets variables explicitly
+    (e.g. ``{"CHUNKD_IDLE_TIMEOUT": "1s"}`` for settings without a flag).
     """
 
-    def __init__(self, data_dir: Path, *args: str, port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        port: int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.args = args
+        self.env = dict(env or {})
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server-{self.port}.log"
@@ -50,6 +62,7 @@ class ServerProcess:
             "--data-dir", str(self.data_dir), "--log-level", "warning", *self.args,
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHUNKD_")}
+        env.update(self.env)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
