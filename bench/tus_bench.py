@@ -13,8 +13,9 @@ Needs: nginx (Debian ``nginx``), node with ``npm ci`` done in bench/peers, the `
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
-import hashlib
+import json
 import os
 import platform
 import shlex
@@ -72,13 +73,28 @@ def make_source(path: Path, size: int) -> None:
             f.write(os.urandom(16 * MIB))
 
 
-def source_fingerprint() -> str:
-    """sha256 over chunkd's source tree: the server under test is the (editable) working tree."""
-    digest = hashlib.sha256()
-    for path in sorted((ROOT / "src" / "chunkd").rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
+def snapshot_chunkd(work: Path, tree: str) -> str:
+    """Freeze the chunkd under test: ``head`` runs a ``git archive`` of HEAD's src/ (others may
+    be editing the working tree during the run), ``working`` the working tree as it is."""
+    if tree == "working":
+        return "the working tree, " + _out(
+            "git", "-C", str(ROOT), "describe", "--always", "--dirty"
+        )
+    commit = _out("git", "-C", str(ROOT), "rev-parse", "HEAD")
+    snap = work / "chunkd-head"
+    snap.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", commit, "src"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(snap)], input=archive.stdout, check=True)
+    os.environ["PYTHONPATH"] = str(snap / "src")  # ahead of the editable install's .pth
+    where = subprocess.run(
+        [sys.executable, "-c", "import chunkd; print(chunkd.__file__)"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    if not where.startswith(str(snap)):
+        raise RuntimeError(f"chunkd would be imported from {where}, not the snapshot {snap}")
+    return f"a `git archive` of HEAD {commit[:10]} (uncommitted edits not measured)"
 
 
 def _out(*command: str) -> str:
@@ -101,20 +117,17 @@ def machine() -> list[str]:
     node_pkg = PEERS / "node_modules" / "@tus"
 
     def node_version(name: str) -> str:
-        import json
-
         meta = node_pkg / name / "package.json"
         return json.loads(meta.read_text())["version"] if meta.exists() else "missing"
 
     disk = _out("findmnt", "-no", "SOURCE,FSTYPE,OPTIONS", "-T", tempfile.gettempdir())
-    git = _out("git", "-C", str(ROOT), "describe", "--always", "--dirty")
     return [
         f"- CPU: {cpu}, {os.cpu_count()} cores (nproc {_out('nproc')}); "
         f"memory {psutil.virtual_memory().total / 2**30:.1f} GiB",
         f"- kernel {platform.release()}; disk under {tempfile.gettempdir()}: {disk}",
         f"- Python {platform.python_version()}, Node {_out('node', '--version')}, "
         f"{_out('nginx', '-v')}, {_out('dd', '--version')}",
-        f"- chunkd {version('chunkd')} (git {git}), uvicorn {version('uvicorn')}, "
+        f"- chunkd {version('chunkd')}, uvicorn {version('uvicorn')}, "
         f"granian {version('granian')}, uvloop {version('uvloop')}, "
         f"httptools {version('httptools')}",
         f"- peers: @tus/server {node_version('server')}, @tus/file-store "
@@ -128,6 +141,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, 1 repetition")
     parser.add_argument("--reps", type=int, help="repetitions per case (default 3, quick 1)")
     parser.add_argument("--out", type=Path, help="write the Markdown report here")
+    parser.add_argument(
+        "--chunkd-tree", choices=("head", "working"), default="head",
+        help="measure HEAD (a git archive snapshot, default) or the working tree as it is",
+    )  # fmt: skip
     args = parser.parse_args()
     reps = args.reps or (1 if args.quick else 3)
     size = 64 * MIB if args.quick else 1024 * MIB
@@ -138,10 +155,13 @@ def main() -> int:
     ]
     titles = {w.key: w.title for w in [*wls, *flat]}
     began, clock = dt.datetime.now(dt.UTC), time.monotonic()
-    fingerprint = source_fingerprint()
     work = Path(tempfile.mkdtemp(prefix="chunkd-bench-"))
     results: Results = {}
+    raw_dir = ROOT / "bench" / "results"
+    raw_dir.mkdir(exist_ok=True)
+    raw = raw_dir / f"{began:%Y%m%dT%H%M%S}.jsonl"
     try:
+        measured = snapshot_chunkd(work, args.chunkd_tree)
         source = work / "source.bin"
         make_source(source, 4 * size)
         Case = tuple[str, Callable[[Workload, str], Run]]
@@ -164,6 +184,9 @@ def main() -> int:
         for n, (rep, wl, (name, run)) in enumerate(plan, 1):
             result = run(wl, f"{wl.key}-{rep}")
             results.setdefault((name, wl.key), []).append(result)
+            with raw.open("a") as log:
+                log.write(json.dumps({"case": name, "workload": wl.key, "rep": rep,
+                                      **dataclasses.asdict(result)}) + "\n")  # fmt: skip
             print(
                 f"[{n}/{len(plan)} {time.monotonic() - clock:5.0f}s] {wl.key:4} rep {rep} "
                 f"{name:38} {result.mbps:7.0f} MB/s  peak RSS {result.peak_rss / MIB:7.1f} "
@@ -173,13 +196,6 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     names = [name for name, _ in cases]
-    changed = source_fingerprint() != fingerprint
-    source_note = (
-        f"**Warning: chunkd's source changed during the run (fingerprint {fingerprint} at the"
-        " start); later cases ran newer code.**"
-        if changed
-        else f"chunkd's source was unchanged during the run (fingerprint {fingerprint})."
-    )
     found = checks(results, [w.key for w in wls], ["A-small", "A", "A-big"])
     command = "python bench/tus_bench.py " + shlex.join(sys.argv[1:])
     doc = [
@@ -192,7 +208,7 @@ def main() -> int:
         "## Machine",
         "",
         *machine(),
-        f"- {source_note}",
+        f"- chunkd under test: {measured}",
         "",
         METHOD,
         "## Results",
