@@ -8,7 +8,8 @@ for the human reading it::
     ├── BadRequest (400)          InvalidHeader, InvalidMetadata, UnsupportedChecksum,
     │                             InvalidConcatenation, LengthAlreadySet, LengthRequired,
     │                             PartOutOfRange, PartSizeMismatch, PartChecksumMismatch
-    ├── Forbidden (403)           FinalUploadImmutable
+    ├── Unauthorized (401)
+    ├── Forbidden (403)           FinalUploadImmutable, InsufficientScope, QuotaExceeded
     ├── UploadNotFound (404)
     ├── Conflict (409)            OffsetMismatch, UploadNotReceiving, UploadIncomplete,
     │                             MissingParts, PartConflict, NotASession
@@ -18,6 +19,7 @@ for the human reading it::
     ├── UnsupportedMediaType (415)
     ├── Unprocessable (422)       ValidationFailed, DigestMismatch
     ├── UploadLocked (423)
+    ├── RateLimited (429)
     ├── ChecksumMismatch (460)
     └── ServiceUnavailable (503)  StorageUnavailable
 """
@@ -110,9 +112,25 @@ class PartChecksumMismatch(BadRequest):
     default_hint = "The part was corrupted in transit and was not stored; send it again."
 
 
+class Unauthorized(ChunkdError):
+    code = "UNAUTHORIZED"
+    status = 401
+    default_hint = "Send Authorization: Bearer <token>, or use a signed upload URL."
+
+
 class Forbidden(ChunkdError):
     code = "FORBIDDEN"
     status = 403
+
+
+class InsufficientScope(Forbidden):
+    code = "INSUFFICIENT_SCOPE"
+    default_hint = "The token lacks the scope this route needs."
+
+
+class QuotaExceeded(Forbidden):
+    code = "QUOTA_EXCEEDED"
+    default_hint = "Finish or delete some uploads first, or ask for a larger quota."
 
 
 class FinalUploadImmutable(Forbidden):
@@ -224,6 +242,17 @@ class UploadLocked(ChunkdError):
     status = 423
     retryable = True
     default_hint = "Another request holds this upload and did not release it; retry shortly."
+
+
+class RateLimited(ChunkdError):
+    code = "RATE_LIMITED"
+    status = 429
+    retryable = True
+    default_hint = "Too many requests; wait for Retry-After seconds."
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
 
 
 class ChecksumMismatch(ChunkdError):

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import ByteSize, Field, ValidationError, field_validator
+from pydantic import ByteSize, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from chunkd.protocol.checksums import ALGORITHMS
@@ -58,10 +58,39 @@ class Settings(BaseSettings):
     behind_proxy: bool = False
     fsync: bool = True
     digests: CommaList = ["sha256"]
-    server: Literal["uvicorn", "granian"] = "uvicorn"
+    server: Literal["uvicorn", "granian"] = "granian"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
 
-    @field_validator("expiry", "sweep_interval", "idle_timeout", "lock_wait", mode="before")
+    # Identity. Exactly one JWT key kind, or none at all (anonymous, loopback only).
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: Path | None = None
+    jwks_file: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_tenant_claim: str | None = None
+    url_signing_secret: SecretStr | None = None
+    signed_url_ttl: Duration = 24 * 3600.0
+    insecure: bool = False
+
+    # Limits, per owner unless said otherwise; 0 turns a limit off.
+    max_open_uploads: int = Field(1000, ge=0)
+    max_bytes_in_flight: ByteSize = ByteSize(0)
+    max_bytes_stored: ByteSize = ByteSize(0)
+    rate_limit: str = "600/minute"
+    rate_limit_per_address: str = "1200/minute"
+    min_rate: ByteSize = ByteSize(1024)
+    min_rate_window: Duration = 60.0
+
+    @field_validator(
+        "expiry",
+        "sweep_interval",
+        "idle_timeout",
+        "lock_wait",
+        "signed_url_ttl",
+        "min_rate_window",
+        mode="before",
+    )
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
@@ -89,6 +118,39 @@ class Settings(BaseSettings):
             raise ValueError("must be a URL path like /api (letters, digits, . _ ~ -)")
         return value
 
+    @field_validator("rate_limit", "rate_limit_per_address")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse_many
+
+        if value not in ("", "0"):
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a rate like 600/minute") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_kind(self) -> Settings:
+        kinds = [self.jwt_secret, self.jwt_public_key, self.jwks_file]
+        if sum(kind is not None for kind in kinds) > 1:
+            raise ValueError("set only one of jwt_secret, jwt_public_key, jwks_file")
+        for path in (self.jwt_public_key, self.jwks_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} is not a readable file")
+        for secret in (self.jwt_secret, self.url_signing_secret):
+            if secret is not None and len(secret.get_secret_value()) < 32:
+                raise ValueError("secrets must be at least 32 characters")
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return any(k is not None for k in (self.jwt_secret, self.jwt_public_key, self.jwks_file))
+
+    @property
+    def loopback_only(self) -> bool:
+        return self.host in ("localhost", "::1") or self.host.startswith("127.")
+
     @property
     def files_path(self) -> str:
         """Path of the tus collection, with its trailing slash."""
@@ -99,6 +161,15 @@ class SettingsError(Exception):
     """A setting is invalid; ``str()`` is one line naming it and why."""
 
 
+def check_exposure(settings: Settings) -> None:
+    """Without authentication the server only listens on loopback, unless told --insecure."""
+    if not settings.auth_enabled and not settings.loopback_only and not settings.insecure:
+        raise SettingsError(
+            f"refusing to listen on {settings.host} without authentication: set "
+            "CHUNKD_JWT_SECRET (or --jwt-public-key / --jwks-file), or pass --insecure"
+        )
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from ``overrides`` (flags; ``None`` means not given), environment, defaults."""
     given = {name: value for name, value in overrides.items() if value is not None}
@@ -107,6 +178,9 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as error:
         first = error.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else "settings"
+        if not first["loc"]:  # a rule across settings
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise SettingsError(f"invalid settings: {message}") from None
         source = f"--{name.replace('_', '-')}" if name in given else f"CHUNKD_{name.upper()}"
         message = str(first["msg"]).removeprefix("Value error, ")
         raise SettingsError(f"invalid setting {source}: {message}") from None

@@ -10,10 +10,20 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 from chunkd.uploads.models import FIELDS, Part, Upload, UploadState
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one owner holds: unfinished uploads (count, declared bytes) and finished bytes."""
+
+    open_uploads: int = 0
+    open_bytes: int = 0
+    stored_bytes: int = 0
 
 
 class Catalog(ABC):
@@ -78,6 +88,19 @@ class Catalog(ABC):
     @abstractmethod
     async def list_expired(self, now: float, limit: int) -> list[Upload]:
         """Records whose ``expires_at`` is before ``now`` (any state), oldest first."""
+
+    @abstractmethod
+    async def usage(self, owner: str | None) -> Usage:
+        """Totals over the owner's uploads: open ones (receiving or verifying, counting their
+        declared length, or their offset while it is deferred) and complete ones."""
+
+    @abstractmethod
+    async def claim_nonce(self, nonce: str, expires_at: float) -> bool:
+        """Remember a single-use nonce; ``False`` if it was claimed before."""
+
+    @abstractmethod
+    async def purge_nonces(self, now: float) -> int:
+        """Forget nonces past their expiry; returns how many."""
 
     @abstractmethod
     async def list_by_state(self, states: frozenset[UploadState], limit: int) -> list[Upload]:

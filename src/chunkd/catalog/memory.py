@@ -6,14 +6,15 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from chunkd.catalog.base import Catalog, check_fields
-from chunkd.uploads.models import Part, Upload, UploadState
+from chunkd.catalog.base import Catalog, Usage, check_fields
+from chunkd.uploads.models import OPEN_STATES, Part, Upload, UploadState
 
 
 class MemoryCatalog(Catalog):
     def __init__(self) -> None:
         self._records: dict[str, Upload] = {}
         self._parts: dict[str, dict[int, Part]] = {}
+        self._nonces: dict[str, float] = {}
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
@@ -75,6 +76,29 @@ class MemoryCatalog(Catalog):
             u for u in self._records.values() if u.expires_at is not None and u.expires_at < now
         ]
         return sorted(expired, key=lambda u: u.expires_at or 0.0)[:limit]
+
+    async def usage(self, owner: str | None) -> Usage:
+        mine = [u for u in self._records.values() if u.owner == owner]
+        open_ = [u for u in mine if u.state in OPEN_STATES]
+        return Usage(
+            open_uploads=len(open_),
+            open_bytes=sum(u.length if u.length is not None else u.offset for u in open_),
+            stored_bytes=sum(u.length or 0 for u in mine if u.state is UploadState.COMPLETE),
+        )
+
+    async def claim_nonce(self, nonce: str, expires_at: float) -> bool:
+        async with self._lock:
+            if nonce in self._nonces:
+                return False
+            self._nonces[nonce] = expires_at
+            return True
+
+    async def purge_nonces(self, now: float) -> int:
+        async with self._lock:
+            old = [nonce for nonce, expires in self._nonces.items() if expires < now]
+            for nonce in old:
+                del self._nonces[nonce]
+            return len(old)
 
     async def list_by_state(self, states: frozenset[UploadState], limit: int) -> list[Upload]:
         found = [u for u in self._records.values() if u.state in states]

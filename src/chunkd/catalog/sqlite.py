@@ -15,7 +15,7 @@ from typing import Any
 import aiosqlite
 
 from chunkd.catalog import codec, migrations
-from chunkd.catalog.base import Catalog, check_fields
+from chunkd.catalog.base import Catalog, Usage, check_fields
 from chunkd.uploads.models import Part, Upload, UploadState
 
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in codec.COLUMNS)
@@ -138,6 +138,34 @@ class SqliteCatalog(Catalog):
             (now, limit),
         )
         return [codec.decode(_mapping(row)) for row in rows]
+
+    async def usage(self, owner: str | None) -> Usage:
+        rows = await self.db.execute_fetchall(
+            'SELECT "state", COUNT(*), COALESCE(SUM(COALESCE("length", "offset")), 0) '
+            'FROM uploads WHERE "owner" IS ? AND "state" IN (?, ?, ?) GROUP BY "state"',
+            (owner, "receiving", "verifying", "complete"),
+        )
+        totals = {row[0]: (int(row[1]), int(row[2])) for row in rows}
+        receiving, verifying = totals.get("receiving", (0, 0)), totals.get("verifying", (0, 0))
+        return Usage(
+            open_uploads=receiving[0] + verifying[0],
+            open_bytes=receiving[1] + verifying[1],
+            stored_bytes=totals.get("complete", (0, 0))[1],
+        )
+
+    async def claim_nonce(self, nonce: str, expires_at: float) -> bool:
+        rows = await self.db.execute_fetchall(
+            'INSERT INTO nonces ("nonce", "expires_at") VALUES (?, ?) '
+            "ON CONFLICT DO NOTHING RETURNING 1",
+            (nonce, expires_at),
+        )
+        return len(list(rows)) > 0
+
+    async def purge_nonces(self, now: float) -> int:
+        rows = await self.db.execute_fetchall(
+            'DELETE FROM nonces WHERE "expires_at" < ? RETURNING 1', (now,)
+        )
+        return len(list(rows))
 
     async def list_by_state(self, states: frozenset[UploadState], limit: int) -> list[Upload]:
         marks = ", ".join("?" for _ in states)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from chunkd.settings import Settings, SettingsError, load_settings
+from chunkd.settings import Settings, SettingsError, check_exposure, load_settings
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Resumable uploads of large files."
@@ -47,15 +47,41 @@ def serve(
     digests: Annotated[
         str | None, typer.Option(help="Whole-file digests to compute, or 'none'.")
     ] = None,
-    server: Annotated[str | None, typer.Option(help="ASGI server: uvicorn or granian.")] = None,
+    server: Annotated[str | None, typer.Option(help="ASGI server: granian or uvicorn.")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    log_format: Annotated[str | None, typer.Option(help="json or text.")] = None,
+    jwt_public_key: Annotated[
+        Path | None, typer.Option(help="PEM public key for RS256/ES256 tokens.")
+    ] = None,
+    jwks_file: Annotated[
+        Path | None, typer.Option(help="JWKS file for RS256/ES256 tokens.")
+    ] = None,
+    jwt_issuer: Annotated[str | None, typer.Option(help="Required token issuer (iss).")] = None,
+    jwt_audience: Annotated[str | None, typer.Option(help="Required token audience (aud).")] = None,
+    jwt_tenant_claim: Annotated[
+        str | None, typer.Option(help="Claim naming the owner's tenant.")
+    ] = None,
+    insecure: Annotated[
+        bool | None, typer.Option("--insecure", help="Allow no authentication off loopback.")
+    ] = None,
 ) -> None:
-    """Start the server (settings: flags, then CHUNKD_* variables, then defaults)."""
+    """Start the server (settings: flags, then CHUNKD_* variables, then defaults).
+
+    Secrets are read from the environment only: CHUNKD_JWT_SECRET (HS256) and
+    CHUNKD_URL_SIGNING_SECRET (signed upload URLs; defaults to the JWT secret).
+    """
     settings = _settings(
         host=host, port=port, data_dir=data_dir, max_size=max_size, expiry=expiry,
         cors_origins=cors_origins, base_path=base_path, behind_proxy=behind_proxy, fsync=fsync,
-        digests=digests, server=server, log_level=log_level,
+        digests=digests, server=server, log_level=log_level, log_format=log_format,
+        jwt_public_key=jwt_public_key, jwks_file=jwks_file, jwt_issuer=jwt_issuer,
+        jwt_audience=jwt_audience, jwt_tenant_claim=jwt_tenant_claim, insecure=insecure,
     )  # fmt: skip
+    try:
+        check_exposure(settings)
+    except SettingsError as error:
+        typer.echo(f"chunkd: {error}", err=True)
+        raise typer.Exit(2) from None
     from chunkd.server.runner import run
 
     run(settings)

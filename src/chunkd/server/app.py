@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from chunkd import __version__
 from chunkd.catalog.sqlite import SqliteCatalog
 from chunkd.protocol.tus.constants import EXPOSED_HEADERS, REQUEST_HEADERS
+from chunkd.server.auth import Authenticator
 from chunkd.server.middleware import MethodOverride, RequestId
 from chunkd.server.rest import errors as rest_errors
 from chunkd.server.rest.routes import RestApi, build_router
@@ -85,7 +86,9 @@ def create_app(settings: Settings, service: UploadService | None = None) -> Fast
         docs_url=f"{settings.base_path}/docs",
         redoc_url=None,
     )
-    app.state.tus = TusContext(service, settings.files_path, settings.behind_proxy)
+    auth = Authenticator.from_settings(settings)
+    app.state.auth = auth
+    app.state.tus = TusContext(service, settings.files_path, settings.behind_proxy, auth)
     app.state.service = service
     app.router.routes.extend(tus_routes(settings.files_path))
     rest_errors.install(app)

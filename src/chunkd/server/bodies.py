@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.requests import ClientDisconnect, Request
@@ -22,3 +24,28 @@ async def body_of(request: Request) -> AsyncIterator[bytes]:
 
 def content_length(request: Request) -> int | None:
     return parse_non_negative_int("Content-Length", request.headers.get("content-length"))
+
+
+DRAIN_LIMIT = 8 * 1024 * 1024
+DRAIN_SECONDS = 5.0
+
+
+async def drain(request: Request) -> None:
+    """Read and drop an unread body (bounded) before an error answer goes out.
+
+    A server that answers early and closes leaves a client still sending its body with a
+    broken connection instead of the answer; reading a few MiB lets it see "409" and recover
+    the cheap way. Larger or slower bodies are not worth waiting for: the connection closes.
+    """
+    if request.method not in ("PATCH", "POST", "PUT"):
+        return
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > DRAIN_LIMIT:
+        return
+    read = 0
+    with contextlib.suppress(RuntimeError, ClientDisconnect, TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for chunk in request.stream():
+                read += len(chunk)
+                if read > DRAIN_LIMIT:
+                    return

@@ -12,7 +12,7 @@ import secrets
 
 import pytest
 
-from chunkd.catalog.base import Catalog
+from chunkd.catalog.base import Catalog, Usage
 from chunkd.uploads.models import Part, Upload, UploadState
 
 
@@ -159,6 +159,29 @@ class CatalogContract:
         await catalog.add_part(upload.id, Part(0, 10, "aa"))
         await catalog.delete(upload.id)
         assert await catalog.list_parts(upload.id) == []
+
+    async def test_usage_adds_up_one_owners_uploads(self, catalog: Catalog) -> None:
+        for upload in (
+            make_upload(owner="ann", length=100),
+            make_upload(owner="ann", length=None, offset=30),
+            make_upload(owner="ann", length=7, state=UploadState.VERIFYING),
+            make_upload(owner="ann", length=1000, state=UploadState.COMPLETE),
+            make_upload(owner="ann", length=5000, state=UploadState.ABORTED),
+            make_upload(owner="bob", length=9),
+            make_upload(owner=None, length=11),
+        ):
+            await catalog.insert(upload)
+        assert await catalog.usage("ann") == Usage(3, 137, 1000)
+        assert await catalog.usage("bob") == Usage(1, 9, 0)
+        assert await catalog.usage(None) == Usage(1, 11, 0)
+        assert await catalog.usage("nobody") == Usage()
+
+    async def test_nonces_are_single_use_until_purged(self, catalog: Catalog) -> None:
+        assert await catalog.claim_nonce("n1", 100.0) is True
+        assert await catalog.claim_nonce("n1", 100.0) is False
+        assert await catalog.claim_nonce("n2", 300.0) is True
+        assert await catalog.purge_nonces(200.0) == 1
+        assert await catalog.claim_nonce("n2", 300.0) is False
 
     async def test_ping(self, catalog: Catalog) -> None:
         await catalog.ping()

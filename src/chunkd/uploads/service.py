@@ -32,6 +32,7 @@ from chunkd.exceptions import (
     OffsetMismatch,
     UploadAborted,
     UploadExpired,
+    UploadLocked,
     UploadNotFound,
     UploadNotReceiving,
     UploadTooLarge,
@@ -245,6 +246,10 @@ class UploadService:
                 if result.interrupted:  # an unverifiable prefix counts for nothing
                     return upload
                 raise ChecksumMismatch(f"the body does not match its {checksum.algorithm}")
+            if result.received == 0 and result.interrupted and lease.release_requested:
+                # taken over before a single byte: this request did nothing, so it must not
+                # answer success as well as the request that took over
+                raise UploadLocked("another request took over this upload before any byte")
             if result.received == 0:
                 return await self.finisher.finish(upload) if upload.is_finished else upload
             new_offset = offset + result.received

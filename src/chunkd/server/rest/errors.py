@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from chunkd.exceptions import BadRequest, ChunkdError, StorageUnavailable, ValidationFailed
+from chunkd.server.bodies import drain
 from chunkd.server.rest.models import ErrorBody
 
 log = logging.getLogger("chunkd.server")
@@ -28,6 +29,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {
         400: "Malformed request",
+        401: "Authentication required, or the token or signed URL is not valid",
+        403: "Not allowed: missing scope or over a quota",
         404: "No such upload (or not yours)",
         409: "Conflict: state, missing parts, or a part stored with other bytes",
         410: "The upload expired or was aborted",
@@ -35,18 +38,23 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         415: "Unsupported media type",
         422: "Validation failed, or the file does not match its declared digest",
         423: "The upload is busy; retry",
+        429: "Too many requests; retry after Retry-After seconds",
         503: "Temporarily unavailable; retry",
     }.items()
 }
 
 
 def error_response(error: ChunkdError) -> JSONResponse:
-    headers = {"Retry-After": "5"} if error.status in (429, 503) else None
-    return JSONResponse({"error": error.to_dict()}, status_code=error.status, headers=headers)
+    from chunkd.server.tus.context import error_headers
+
+    return JSONResponse(
+        {"error": error.to_dict()}, status_code=error.status, headers=error_headers(error)
+    )
 
 
 async def _chunkd_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, ChunkdError)
+    await drain(request)
     return error_response(error)
 
 

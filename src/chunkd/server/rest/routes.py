@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, Response
 
+from chunkd.auth.identity import Identity
 from chunkd.exceptions import (
     BadRequest,
     DigestMismatch,
@@ -19,6 +20,7 @@ from chunkd.exceptions import (
 )
 from chunkd.protocol.digests import DECLARABLE, normalize_digest, part_checksums
 from chunkd.protocol.parts import part_count
+from chunkd.server.auth import Authenticator
 from chunkd.server.bodies import body_of, content_length
 from chunkd.server.rest.errors import ERROR_RESPONSES
 from chunkd.server.rest.models import (
@@ -36,11 +38,23 @@ from chunkd.uploads.service import UploadService
 
 _JSON_LIMIT = 64 * 1024
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
+_CREATE_SESSION_SCHEMA = CreateSession.model_json_schema(
+    ref_template="#/components/schemas/{model}"
+)
 
 
 def _service(request: Request) -> UploadService:
     service: UploadService = request.app.state.service
     return service
+
+
+def _auth(request: Request) -> Authenticator:
+    auth: Authenticator = request.app.state.auth
+    return auth
+
+
+async def _owner(request: Request, upload_id: str) -> str | None:
+    return (await _auth(request).identify(request, upload_id=upload_id)).owner
 
 
 def _media_type(request: Request) -> str:
@@ -87,19 +101,25 @@ class RestApi:
             location=self.url(request, f"{self.files_path}{upload.id}") if complete else None,
         )
 
-    def created(self, request: Request, upload: Upload) -> SessionCreated:
+    def created(self, request: Request, upload: Upload, identity: Identity) -> SessionCreated:
         assert upload.part_size is not None and upload.length is not None
         base = f"{self.prefix}/{upload.id}"
+
+        def url(path: str, suffix: str = "") -> str:
+            # for a client without a token, every URL carries a signature for this upload
+            location = _auth(request).location(identity, self.url(request, path), upload.id)
+            return location.replace("?", f"{suffix}?", 1) if "?" in location else location + suffix
+
         return SessionCreated(
             id=upload.id,
             part_size=upload.part_size,
             part_count=part_count(upload.length, upload.part_size),
             expires_at=timestamp(upload.expires_at),
             urls=SessionUrls(
-                self=self.url(request, base),
-                parts=self.url(request, f"{base}/parts/") + "{n}",
-                complete=self.url(request, f"{base}/complete"),
-                download=self.url(request, f"{self.files_path}{upload.id}"),
+                self=url(base),
+                parts=url(f"{base}/parts/", "{n}"),
+                complete=url(f"{base}/complete"),
+                download=url(f"{self.files_path}{upload.id}"),
             ),
         )
 
@@ -116,9 +136,9 @@ def build_router(api: RestApi) -> APIRouter:
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {
-                        "schema": {"$ref": "#/components/schemas/CreateSession"}
-                    },
+                    # inline: no route takes CreateSession as a parameter, so FastAPI never
+                    # adds it to components and a $ref to it would dangle
+                    "application/json": {"schema": _CREATE_SESSION_SCHEMA},
                     "application/octet-stream": _BINARY,
                     "multipart/form-data": {
                         "schema": {
@@ -140,9 +160,12 @@ def build_router(api: RestApi) -> APIRouter:
         md5: str | None = Query(None),
     ) -> Response:
         service = _service(request)
+        identity = await _auth(request).identify(request)
+        owner = identity.owner
         media_type = _media_type(request)
         if media_type == "application/json" or (not complete and media_type == ""):
             spec = await _create_spec(request)
+            await _auth(request).admit_creation(identity, spec.size, service.catalog)
             metadata: dict[str, str | None] = {
                 **spec.metadata,
                 "filename": spec.filename,
@@ -151,12 +174,12 @@ def build_router(api: RestApi) -> APIRouter:
             upload = await service.sessions.create(
                 size=spec.size,
                 metadata=metadata,
+                owner=owner,
                 part_size=spec.part_size,
                 expected_digests=spec.expected_digests(),
             )
-            return JSONResponse(
-                api.created(request, upload).model_dump(mode="json", by_alias=True), 201
-            )
+            created = api.created(request, upload, identity)
+            return JSONResponse(created.model_dump(mode="json", by_alias=True), 201)
         if not complete:
             raise UnsupportedMediaType(
                 "POST /uploads takes a JSON session request",
@@ -164,17 +187,21 @@ def build_router(api: RestApi) -> APIRouter:
             )
         declared = _declared_digests({"sha256": sha256, "crc32c": crc32c, "md5": md5})
         if media_type == "multipart/form-data":
-            upload = await _store_form(request, service, declared)
+            upload = await _store_form(request, service, declared, identity)
         else:
             size = content_length(request)
             if size is None:
                 raise LengthRequired("a whole-file upload needs a Content-Length")
+            await _auth(request).admit_creation(identity, size, service.catalog)
             upload = await service.create(
                 length=size,
                 metadata={"filename": filename, "content_type": media_type or None},
+                owner=owner,
                 expected_digests=declared,
             )
-            upload = await service.append(upload.id, 0, body_of(request), content_length=size)
+            upload = await service.append(
+                upload.id, 0, body_of(request), owner=owner, content_length=size
+            )
         return await _finished(request, api, upload)
 
     @router.put(
@@ -187,10 +214,12 @@ def build_router(api: RestApi) -> APIRouter:
         },
     )
     async def put_part(request: Request, upload_id: str, n: int) -> Response:
+        owner = await _owner(request, upload_id)
         part, new = await _service(request).sessions.put_part(
             upload_id,
             n,
             body_of(request),
+            owner=owner,
             content_length=content_length(request),
             checksums=part_checksums(request.headers),
         )
@@ -199,7 +228,7 @@ def build_router(api: RestApi) -> APIRouter:
 
     @router.get("/{upload_id}", response_model=UploadStatus, summary="State of an upload")
     async def get_status(request: Request, upload_id: str) -> UploadStatus:
-        upload = await _service(request).get(upload_id)
+        upload = await _service(request).get(upload_id, owner=await _owner(request, upload_id))
         return await api.status(request, upload)
 
     @router.post(
@@ -208,14 +237,15 @@ def build_router(api: RestApi) -> APIRouter:
         summary="Check every part is there, verify the whole file, and finish",
     )
     async def complete_upload(request: Request, upload_id: str) -> UploadStatus:
-        upload = await _service(request).sessions.complete(upload_id)
+        owner = await _owner(request, upload_id)
+        upload = await _service(request).sessions.complete(upload_id, owner=owner)
         return await api.status(request, upload)
 
     @router.delete(
         "/{upload_id}", status_code=204, response_class=Response, summary="Abort an upload"
     )
     async def abort_upload(request: Request, upload_id: str) -> Response:
-        await _service(request).terminate(upload_id)
+        await _service(request).terminate(upload_id, owner=await _owner(request, upload_id))
         return Response(status_code=204)
 
     return router
@@ -257,7 +287,7 @@ def _declared_digests(values: dict[str, str | None]) -> dict[str, str]:
 
 
 async def _store_form(
-    request: Request, service: UploadService, declared: dict[str, str]
+    request: Request, service: UploadService, declared: dict[str, str], identity: Identity
 ) -> Upload:
     async with request.form(max_files=1, max_fields=16) as form:
         file = form.get("file")
@@ -265,9 +295,11 @@ async def _store_form(
             raise BadRequest("the form needs one file field named 'file'")
         fields = {name: value for name, value in form.items() if isinstance(value, str)}
         declared = {**_declared_digests(dict(fields)), **declared}
+        await _auth(request).admit_creation(identity, file.size, service.catalog)
         upload = await service.create(
             length=file.size,
             metadata={"filename": file.filename, "content_type": file.content_type},
+            owner=identity.owner,
             expected_digests=declared,
         )
 
@@ -275,7 +307,9 @@ async def _store_form(
             while chunk := await file.read(256 * 1024):
                 yield chunk
 
-        return await service.append(upload.id, 0, chunks(), content_length=file.size)
+        return await service.append(
+            upload.id, 0, chunks(), owner=identity.owner, content_length=file.size
+        )
 
 
 async def _finished(request: Request, api: RestApi, upload: Upload) -> Response:

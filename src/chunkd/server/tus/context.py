@@ -10,10 +10,18 @@ from functools import wraps
 from starlette.requests import Request
 from starlette.responses import Response
 
-from chunkd.exceptions import ChunkdError, StorageUnavailable, VersionUnsupported
+from chunkd.exceptions import (
+    ChunkdError,
+    RateLimited,
+    StorageUnavailable,
+    Unauthorized,
+    VersionUnsupported,
+)
 from chunkd.protocol.checksums import ALGORITHMS
 from chunkd.protocol.tus import constants
 from chunkd.protocol.tus.headers import format_expires, require_tus_resumable
+from chunkd.server.auth import Authenticator
+from chunkd.server.bodies import drain
 from chunkd.server.urls import absolute_url
 from chunkd.storage.base import Storage, SupportsConcatenation
 from chunkd.uploads.models import Upload, UploadState
@@ -42,6 +50,7 @@ class TusContext:
     service: UploadService
     files_path: str
     behind_proxy: bool
+    auth: Authenticator
 
     @property
     def extensions(self) -> tuple[str, ...]:
@@ -54,6 +63,13 @@ class TusContext:
 def tus(request: Request) -> TusContext:
     context: TusContext = request.app.state.tus
     return context
+
+
+async def owner_of(request: Request) -> str | None:
+    """Authenticate a request on one upload (named in the path); returns the owner to check."""
+    context = tus(request)
+    identity = await context.auth.identify(request, upload_id=request.path_params["upload_id"])
+    return identity.owner
 
 
 def base_headers() -> dict[str, str]:
@@ -69,8 +85,21 @@ def upload_headers(upload: Upload) -> dict[str, str]:
     return headers
 
 
+def error_headers(error: ChunkdError) -> dict[str, str]:
+    """Headers an error answer needs on any route: how to authenticate, when to retry."""
+    headers = {}
+    if isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="chunkd"'
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(error.retry_after)
+    elif error.retryable and error.status == 503:
+        headers["Retry-After"] = "5"
+    return headers
+
+
 def error_response(error: ChunkdError, extra: dict[str, str] | None = None) -> Response:
     headers = base_headers()
+    headers.update(error_headers(error))
     if isinstance(error, VersionUnsupported):
         headers["Tus-Version"] = constants.TUS_VERSION
     headers.update(extra or {})
@@ -96,6 +125,7 @@ def tus_route(*, versioned: bool = True) -> Callable[[Handler], Handler]:
                     require_tus_resumable(request.headers.get("tus-resumable"))
                 return await handler(request)
             except ChunkdError as error:
+                await drain(request)
                 return error_response(error)
             except OSError:
                 log.exception("storage failure")

@@ -9,14 +9,14 @@ from starlette.responses import Response, StreamingResponse
 
 from chunkd.exceptions import UploadIncomplete
 from chunkd.protocol.ranges import RangeNotSatisfiable, parse_range
-from chunkd.server.tus.context import base_headers, tus, tus_route
+from chunkd.server.tus.context import base_headers, owner_of, tus, tus_route
 from chunkd.uploads.models import UploadState
 
 
 @tus_route(versioned=False)
 async def get(request: Request) -> Response:
     service = tus(request).service
-    upload = await service.get(request.path_params["upload_id"])
+    upload = await service.get(request.path_params["upload_id"], owner=await owner_of(request))
     if upload.state is not UploadState.COMPLETE or upload.length is None:
         raise UploadIncomplete("the upload is not finished yet")
     length = upload.length

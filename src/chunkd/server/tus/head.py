@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from chunkd.protocol.tus.metadata import format_metadata
-from chunkd.server.tus.context import tus, tus_route, upload_headers
+from chunkd.server.tus.context import owner_of, tus, tus_route, upload_headers
 from chunkd.uploads.models import Upload, UploadState
 
 
@@ -34,5 +34,6 @@ def describe(request: Request, upload: Upload) -> dict[str, str]:
 
 @tus_route()
 async def head(request: Request) -> Response:
-    upload = await tus(request).service.get(request.path_params["upload_id"])
+    owner = await owner_of(request)
+    upload = await tus(request).service.get(request.path_params["upload_id"], owner=owner)
     return Response(status_code=200, headers=describe(request, upload))

@@ -10,7 +10,7 @@ from chunkd.protocol.checksums import parse_upload_checksum
 from chunkd.protocol.tus.constants import OFFSET_CONTENT_TYPE
 from chunkd.protocol.tus.headers import parse_non_negative_int
 from chunkd.server.bodies import body_of, content_length
-from chunkd.server.tus.context import tus, tus_route, upload_headers
+from chunkd.server.tus.context import owner_of, tus, tus_route, upload_headers
 
 
 def is_offset_stream(request: Request) -> bool:
@@ -25,10 +25,12 @@ async def patch(request: Request) -> Response:
     offset = parse_non_negative_int("Upload-Offset", request.headers.get("upload-offset"))
     if offset is None:
         raise InvalidHeader("Upload-Offset is required")
+    owner = await owner_of(request)
     upload = await tus(request).service.append(
         request.path_params["upload_id"],
         offset,
         body_of(request),
+        owner=owner,
         content_length=content_length(request),
         checksum=parse_upload_checksum(request.headers.get("upload-checksum")),
         declare_length=parse_non_negative_int(
