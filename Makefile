@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/clients/node_modules/.installed
 
-.PHONY: run test lint typecheck check bench clean
+.PHONY: run test lint typecheck check bench clean clamd
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +17,21 @@ $(NODE_STAMP): tests/clients/package.json tests/clients/package-lock.json
 	cd tests/clients && npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
+# ClamAV's daemon for the virus-scanner tests: installed once from Debian when missing. The tests
+# start their own private clamd (chunkd.testing.clamd); the Debian services are switched off.
+clamd:
+	@command -v clamd >/dev/null || test -x /usr/sbin/clamd || { \
+		$(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y --no-install-recommends clamav-daemon && \
+		{ ! command -v systemctl >/dev/null || $(SUDO) systemctl disable --now \
+			clamav-daemon.socket clamav-daemon.service clamav-freshclam.service \
+			>/dev/null 2>&1 || true; }; }
+
 run: $(STAMP)
 	$(BIN)/chunkd serve --host 127.0.0.1 --port 8080 --data-dir ./chunkd-data
 
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) clamd
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider
