@@ -11,6 +11,7 @@ for the human reading it::
     ├── Unauthorized (401)
     ├── Forbidden (403)           FinalUploadImmutable, InsufficientScope, QuotaExceeded
     ├── UploadNotFound (404)
+    ├── RequestTooSlow (408)
     ├── Conflict (409)            OffsetMismatch, UploadNotReceiving, UploadIncomplete,
     │                             MissingParts, PartConflict, NotASession
     ├── Gone (410)                UploadExpired, UploadAborted
@@ -142,6 +143,13 @@ class UploadNotFound(ChunkdError):
     code = "UPLOAD_NOT_FOUND"
     status = 404
     default_hint = "Create a new upload; this id is unknown to the server."
+
+
+class RequestTooSlow(ChunkdError):
+    code = "REQUEST_TOO_SLOW"
+    status = 408
+    retryable = True
+    default_hint = "The body arrived slower than the server's minimum rate; send it again."
 
 
 class Conflict(ChunkdError):

@@ -8,11 +8,11 @@ import httpx
 import pytest
 
 from chunkd.catalog.memory import MemoryCatalog
-from chunkd.server.app import create_app
+from chunkd.server.app import create_app, service_config
 from chunkd.settings import Settings
 from chunkd.storage.base import Storage
 from chunkd.storage.memory import MemoryStorage
-from chunkd.uploads.service import ServiceConfig, UploadService
+from chunkd.uploads.service import UploadService
 
 TUS = {"Tus-Resumable": "1.0.0"}
 PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}
@@ -25,11 +25,7 @@ async def tus_client(
     storage: Storage | None = None, **settings: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
     config = Settings(**{"max_size": 1000, **settings})
-    service = UploadService(
-        MemoryCatalog(),
-        storage or MemoryStorage(),
-        ServiceConfig(max_size=int(config.max_size), digests=tuple(config.digests)),
-    )
+    service = UploadService(MemoryCatalog(), storage or MemoryStorage(), service_config(config))
     app = create_app(config, service)
     async with service.catalog, service.storage:
         transport = httpx.ASGITransport(app=app)

@@ -239,3 +239,33 @@ async def test_recover_finishes_fully_received_uploads(service: UploadService) -
     done = await service.get(upload.id)
     assert done.state is UploadState.COMPLETE
     assert done.digests["sha256"] == hashlib.sha256(b"abc").hexdigest()
+
+
+async def test_a_trickling_body_is_ended_and_its_prefix_kept(clock: Clock) -> None:
+    from chunkd.catalog.memory import MemoryCatalog
+    from chunkd.uploads.service import ServiceConfig
+
+    service = UploadService(
+        MemoryCatalog(),
+        MemoryStorage(),
+        ServiceConfig(max_size=1000, min_rate=1000, min_rate_window=0.2, idle_timeout=5),
+        clock=clock,
+    )
+
+    async def trickle() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b"x"
+            await asyncio.sleep(0.02)  # 50 bytes/s, far under 1000 bytes/s
+
+    async with service.catalog, service.storage:
+        upload = await service.create(length=100)
+        started = asyncio.get_running_loop().time()
+        upload = await service.append(upload.id, 0, trickle())
+        assert asyncio.get_running_loop().time() - started < 1.0
+        assert 5 <= upload.offset < 100  # ended early, what arrived is kept
+        session = await service.sessions.create(size=100, metadata={}, part_size=65536)
+        from chunkd.exceptions import RequestTooSlow
+
+        with pytest.raises(RequestTooSlow):
+            await service.sessions.put_part(session.id, 0, trickle())
+        assert await service.catalog.list_parts(session.id) == []

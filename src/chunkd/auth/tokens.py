@@ -61,9 +61,9 @@ class TokenVerifier:
         if not self._jwks:
             return self._key
         kid = jwt.get_unverified_header(token).get("kid") or ""
-        key = self._jwks.get(kid) or (
-            next(iter(self._jwks.values())) if len(self._jwks) == 1 else None
-        )
+        key = self._jwks.get(kid)
+        if key is None and not kid and len(self._jwks) == 1:
+            key = next(iter(self._jwks.values()))  # a single key needs no kid
         if key is None:
             raise Unauthorized("the token's key id is unknown")
         return key
@@ -92,6 +92,8 @@ class TokenVerifier:
             raise Unauthorized("the token is for another audience") from None
         except jwt.InvalidIssuerError:
             raise Unauthorized("the token is from another issuer") from None
+        except jwt.MissingRequiredClaimError as error:
+            raise Unauthorized(f"the token lacks the {error.claim!r} claim") from None
         except jwt.InvalidAlgorithmError:
             raise Unauthorized("the token's algorithm is not accepted") from None
         except jwt.PyJWTError:
@@ -110,7 +112,7 @@ class TokenVerifier:
 
 def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
     scope = claims.get("scope")
-    if isinstance(scope, str):
+    if isinstance(scope, str) and scope.strip():
         return frozenset(scope.split())
     for name in ("scp", "scopes"):
         values = claims.get(name)

@@ -111,5 +111,62 @@ def cleanup(
     asyncio.run(clean())
 
 
+@app.command()
+def sign(
+    upload: Annotated[str | None, typer.Option(help="Sign this upload's URL.")] = None,
+    create: Annotated[
+        str | None,
+        typer.Option(help="Sign a URL creating one upload of at most this size (e.g. 2GiB)."),
+    ] = None,
+    owner: Annotated[str | None, typer.Option(help="Owner of the upload to create.")] = None,
+    ttl: Annotated[str, typer.Option(help="How long the URL is valid, e.g. 1h.")] = "1h",
+    url: Annotated[str, typer.Option(help="The server's public URL.")] = "http://127.0.0.1:8080",
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where records live (to read the owner).")
+    ] = None,
+) -> None:
+    """Print a signed, expiring URL for a client without a token.
+
+    The key is CHUNKD_URL_SIGNING_SECRET (or CHUNKD_JWT_SECRET), as the server's.
+    """
+    import time
+
+    from pydantic import ByteSize, TypeAdapter
+
+    from chunkd.auth.signing import UrlSigner, with_signature
+    from chunkd.settings import parse_duration
+
+    settings = _settings(data_dir=data_dir)
+    secret = settings.url_signing_secret or settings.jwt_secret
+    if secret is None:
+        typer.echo("chunkd: set CHUNKD_URL_SIGNING_SECRET (or CHUNKD_JWT_SECRET)", err=True)
+        raise typer.Exit(2)
+    if (upload is None) == (create is None):
+        typer.echo("chunkd: give exactly one of --upload ID or --create SIZE", err=True)
+        raise typer.Exit(2)
+    signer = UrlSigner(secret.get_secret_value())
+    expires_at = time.time() + parse_duration(ttl)
+    base = url.rstrip("/") + settings.base_path
+    if create is not None:
+        size = int(TypeAdapter(ByteSize).validate_python(create))
+        token = signer.for_creation(owner, size, expires_at)
+        typer.echo(with_signature(f"{base}/files/", token))
+        return
+    assert upload is not None
+
+    async def owner_of() -> str | None:
+        from chunkd.catalog.sqlite import SqliteCatalog
+
+        async with SqliteCatalog(settings.data_dir.resolve() / "catalog.sqlite3") as catalog:
+            record = await catalog.get(upload)
+        if record is None:
+            typer.echo(f"chunkd: no upload {upload} in {settings.data_dir}", err=True)
+            raise typer.Exit(1)
+        return record.owner
+
+    token = signer.for_upload(upload, asyncio.run(owner_of()), expires_at)
+    typer.echo(with_signature(f"{base}/files/{upload}", token))
+
+
 def main() -> None:
     app()

@@ -17,9 +17,11 @@ from chunkd import __version__
 from chunkd.catalog.sqlite import SqliteCatalog
 from chunkd.protocol.tus.constants import EXPOSED_HEADERS, REQUEST_HEADERS
 from chunkd.server.auth import Authenticator
+from chunkd.server.logs import AccessLog
 from chunkd.server.middleware import MethodOverride, RequestId
 from chunkd.server.rest import errors as rest_errors
 from chunkd.server.rest.routes import RestApi, build_router
+from chunkd.server.rest.signing import build_signing_router
 from chunkd.server.tus.context import TusContext
 from chunkd.server.tus.routes import tus_routes
 from chunkd.settings import Settings, load_settings
@@ -30,19 +32,28 @@ from chunkd.uploads.service import ServiceConfig, UploadService
 log = logging.getLogger("chunkd.server")
 
 
+def service_config(settings: Settings) -> ServiceConfig:
+    return ServiceConfig(
+        max_size=int(settings.max_size),
+        expiry=settings.expiry,
+        durable=settings.fsync,
+        digests=tuple(settings.digests),
+        idle_timeout=settings.idle_timeout,
+        lock_wait=settings.lock_wait,
+        min_rate=float(settings.min_rate),
+        min_rate_window=settings.min_rate_window,
+        max_open_uploads=settings.max_open_uploads,
+        max_bytes_in_flight=int(settings.max_bytes_in_flight),
+        max_bytes_stored=int(settings.max_bytes_stored),
+    )
+
+
 def build_service(settings: Settings) -> UploadService:
     data_dir = settings.data_dir.resolve()
     return UploadService(
         SqliteCatalog(data_dir / "catalog.sqlite3", durable=settings.fsync),
         LocalStorage(data_dir),
-        ServiceConfig(
-            max_size=int(settings.max_size),
-            expiry=settings.expiry,
-            durable=settings.fsync,
-            digests=tuple(settings.digests),
-            idle_timeout=settings.idle_timeout,
-            lock_wait=settings.lock_wait,
-        ),
+        service_config(settings),
     )
 
 
@@ -52,6 +63,11 @@ def create_app(settings: Settings, service: UploadService | None = None) -> Fast
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with service.catalog, service.storage:
+            if auth.anonymous:
+                log.warning(
+                    "NO AUTHENTICATION: every client is anonymous and may touch every upload; "
+                    "set CHUNKD_JWT_SECRET (or a public key / JWKS) before exposing chunkd"
+                )
             recovered = await service.recover()
             if recovered:
                 log.info("finished %d uploads interrupted by the last stop", recovered)
@@ -63,7 +79,7 @@ def create_app(settings: Settings, service: UploadService | None = None) -> Fast
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
 
-    middleware = [Middleware(RequestId)]
+    middleware = [Middleware(RequestId), Middleware(AccessLog)]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -94,6 +110,9 @@ def create_app(settings: Settings, service: UploadService | None = None) -> Fast
     rest_errors.install(app)
     app.include_router(
         build_router(RestApi(settings.base_path, settings.files_path, settings.behind_proxy))
+    )
+    app.include_router(
+        build_signing_router(settings.base_path, settings.files_path, settings.behind_proxy)
     )
 
     @app.get(f"{settings.base_path}/healthz", include_in_schema=False)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
+from chunkd.server import logs
 from chunkd.settings import Settings
 
 
 def run(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     if settings.server == "granian":
         run_granian(settings)
     else:
@@ -31,6 +28,8 @@ def run_uvicorn(settings: Settings) -> None:
         proxy_headers=False,  # chunkd reads forwarding headers itself, only when told to
         server_header=False,
         log_level=settings.log_level,
+        log_config=None,  # chunkd's own JSON logging, set up above
+        access_log=False,  # chunkd.server.logs.AccessLog writes one line per request
         timeout_graceful_shutdown=30,
     )
 
@@ -53,6 +52,7 @@ def run_granian(settings: Settings) -> None:
             address=settings.host,
             port=settings.port,
             interface=Interfaces.ASGI,
+            log_enabled=False,  # chunkd's own JSON logging
             log_level=LogLevels(settings.log_level),
         )
         loop = asyncio.get_running_loop()

@@ -21,11 +21,41 @@ class BodyInterrupted(Exception):
     """The request body ended before its end: the client disconnected or the read failed."""
 
 
+class _TooSlow(Exception):
+    pass
+
+
+class RateFloor:
+    """Ends a body that trickles: below ``min_rate`` bytes/s over any ``window`` seconds.
+
+    The idle timeout catches a body that stops; this catches one that never quite stops
+    (a byte every few seconds holds a connection and a lock for days otherwise).
+    """
+
+    def __init__(self, min_rate: float, window: float, clock: Callable[[], float]) -> None:
+        self._min_rate = min_rate
+        self._window = window
+        self._clock = clock
+        self._start = clock()
+        self._bytes = 0
+
+    def feed(self, size: int) -> None:
+        if self._min_rate <= 0:
+            return
+        self._bytes += size
+        elapsed = self._clock() - self._start
+        if elapsed >= self._window:
+            if self._bytes / elapsed < self._min_rate:
+                raise _TooSlow
+            self._start, self._bytes = self._clock(), 0
+
+
 @dataclass(frozen=True, slots=True)
 class Received:
     received: int
-    interrupted: bool
+    interrupted: bool  # cut off, stalled, taken over, or too slow: ``received`` is a prefix
     checksums_ok: bool  # every declared checksum matched (vacuously true when none)
+    too_slow: bool = False
 
 
 async def receive(
@@ -41,6 +71,7 @@ async def receive(
     durable: bool,
     idle_timeout: float,
     too_much: Callable[[], Exception],
+    floor: RateFloor | None = None,
 ) -> Received:
     """Write ``body`` at ``offset``; at most ``limit`` bytes, else ``too_much()`` is raised.
 
@@ -51,7 +82,7 @@ async def receive(
     observers = [hasher.update for hasher in hashers]
     observers.extend(hasher.update for _, hasher in checking)
     received = 0
-    interrupted = False
+    interrupted = too_slow = False
     async with storage.open_writer(handle, offset, observers) as writer:
         try:
             async with lease.receiving(idle_timeout):
@@ -61,10 +92,14 @@ async def receive(
                         raise too_much()
                     await writer.write(chunk)
                     lease.touch()
+                    if floor is not None:
+                        floor.feed(len(chunk))
         except (TimeoutError, BodyInterrupted):
             interrupted = True
+        except _TooSlow:
+            interrupted = too_slow = True
         # What the writer holds is what was stored: count from it, not from the loop above,
         # which a cancellation may have left mid-chunk.
         received = await writer.flush(durable=durable and received > 0) - offset
     checksums_ok = all(checksum.matches(hasher) for checksum, hasher in checking)
-    return Received(received=received, interrupted=interrupted, checksums_ok=checksums_ok)
+    return Received(received, interrupted, checksums_ok, too_slow)

@@ -14,8 +14,10 @@ below this module knows about HTTP. The rules kept here:
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,7 @@ from chunkd.exceptions import (
     LengthExceeded,
     NotASession,
     OffsetMismatch,
+    QuotaExceeded,
     UploadAborted,
     UploadExpired,
     UploadLocked,
@@ -44,7 +47,7 @@ from chunkd.uploads.finishing import Finisher
 from chunkd.uploads.hashing import DigestCache
 from chunkd.uploads.locking import Locker, MemoryLocker
 from chunkd.uploads.models import OPEN_STATES, Upload, UploadState
-from chunkd.uploads.receiving import BodyInterrupted, receive
+from chunkd.uploads.receiving import BodyInterrupted, RateFloor, receive
 from chunkd.uploads.sessions import Sessions
 
 __all__ = ["BodyInterrupted", "ServiceConfig", "UploadService"]
@@ -58,6 +61,17 @@ class ServiceConfig:
     digests: tuple[str, ...] = ("sha256",)
     idle_timeout: float = 60.0
     lock_wait: float = 10.0
+    min_rate: float = 0.0  # bytes/s over min_rate_window; 0: no floor
+    min_rate_window: float = 60.0
+    # per-owner quotas; 0: no limit
+    max_open_uploads: int = 0
+    max_bytes_in_flight: int = 0
+    max_bytes_stored: int = 0
+
+    def rate_floor(self) -> RateFloor | None:
+        if self.min_rate <= 0:
+            return None
+        return RateFloor(self.min_rate, self.min_rate_window, time.monotonic)
 
 
 class UploadService:
@@ -78,6 +92,9 @@ class UploadService:
         self.digests = DigestCache(self.config.digests)
         self.finisher = Finisher(catalog, storage, self.digests, clock)
         self.sessions = Sessions(self)
+        self._owner_locks: weakref.WeakValueDictionary[str | None, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -140,6 +157,57 @@ class UploadService:
         concat_parts: tuple[str, ...] | None = None,
         part_size: int | None = None,
         expected_digests: dict[str, str] | None = None,
+    ) -> Upload:
+        async with self._owner_lock(owner):
+            await self._check_quotas(owner, length)
+            return await self._insert_unchecked(
+                length,
+                metadata,
+                owner,
+                partial=partial,
+                concat_parts=concat_parts,
+                part_size=part_size,
+                expected_digests=expected_digests,
+            )
+
+    def _owner_lock(self, owner: str | None) -> asyncio.Lock:
+        lock = self._owner_locks.get(owner)
+        if lock is None:
+            lock = self._owner_locks[owner] = asyncio.Lock()
+        return lock
+
+    async def _check_quotas(self, owner: str | None, length: int | None) -> None:
+        config = self.config
+        if not (config.max_open_uploads or config.max_bytes_in_flight or config.max_bytes_stored):
+            return
+        usage = await self.catalog.usage(owner)
+        adding = length or 0
+        checks = (
+            ("open_uploads", config.max_open_uploads, usage.open_uploads + 1),
+            ("bytes_in_flight", config.max_bytes_in_flight, usage.open_bytes + adding),
+            (
+                "bytes_stored",
+                config.max_bytes_stored,
+                usage.stored_bytes + usage.open_bytes + adding,
+            ),
+        )
+        for quota, limit, needed in checks:
+            if limit and needed > limit:
+                raise QuotaExceeded(
+                    f"this upload would take {quota} to {needed}, over the quota of {limit}",
+                    details={"quota": quota, "limit": limit, "needed": needed},
+                )
+
+    async def _insert_unchecked(
+        self,
+        length: int | None,
+        metadata: Mapping[str, str | None] | None,
+        owner: str | None,
+        *,
+        partial: bool,
+        concat_parts: tuple[str, ...] | None,
+        part_size: int | None,
+        expected_digests: dict[str, str] | None,
     ) -> Upload:
         upload_id = secrets.token_hex(16)
         handle = await self.storage.create(upload_id, length)
@@ -226,8 +294,12 @@ class UploadService:
                 raise self._too_much(upload)
             if upload.is_session:
                 raise NotASession("a session upload takes parts (PUT), not appends")
-            hashers = None if upload.partial else self.digests.start(
-                upload.id, offset, self.digests.for_upload(upload.expected_digests)
+            hashers = (
+                None
+                if upload.partial
+                else self.digests.start(
+                    upload.id, offset, self.digests.for_upload(upload.expected_digests)
+                )
             )
             result = await receive(
                 self.storage,
@@ -241,6 +313,7 @@ class UploadService:
                 durable=self.config.durable,
                 idle_timeout=self.config.idle_timeout,
                 too_much=lambda: self._too_much(upload),
+                floor=self.config.rate_floor(),
             )
             if checksum is not None and (result.interrupted or not result.checksums_ok):
                 if result.interrupted:  # an unverifiable prefix counts for nothing

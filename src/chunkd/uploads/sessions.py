@@ -24,6 +24,7 @@ from chunkd.exceptions import (
     PartConflict,
     PartOutOfRange,
     PartSizeMismatch,
+    RequestTooSlow,
     UploadNotReceiving,
     UploadTooLarge,
     ValidationFailed,
@@ -132,7 +133,10 @@ class Sessions:
                 durable=service.config.durable,
                 idle_timeout=service.config.idle_timeout,
                 too_much=lambda: PartSizeMismatch(f"part {index} is longer than {size} bytes"),
+                floor=service.config.rate_floor(),
             )
+            if result.too_slow:
+                raise RequestTooSlow(f"part {index} arrived too slowly; nothing was stored")
             if result.received != size:  # short or cut off: a part counts whole or not at all
                 raise PartSizeMismatch(
                     f"part {index} must be {size} bytes; {result.received} arrived"
