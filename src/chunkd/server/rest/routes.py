@@ -199,9 +199,10 @@ def build_router(api: RestApi) -> APIRouter:
                 owner=owner,
                 expected_digests=declared,
             )
-            upload = await service.append(
-                upload.id, 0, body_of(request), owner=owner, content_length=size
-            )
+            if upload.state is UploadState.RECEIVING:  # an empty file is finished on creation
+                upload = await service.append(
+                    upload.id, 0, body_of(request), owner=owner, content_length=size
+                )
         return await _finished(request, api, upload)
 
     @router.put(
@@ -307,6 +308,8 @@ async def _store_form(
             while chunk := await file.read(256 * 1024):
                 yield chunk
 
+        if upload.state is not UploadState.RECEIVING:  # an empty file is finished on creation
+            return upload
         return await service.append(
             upload.id, 0, chunks(), owner=identity.owner, content_length=file.size
         )
