@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,28 +26,33 @@ from loadclient import tus_upload
 from servers import BIN, SPECS, running
 from tus_bench import snapshot_chunkd
 
+IDLE = ("_worker thread.py:81", "_connection_worker_thread core.py:59", "wait threading.py")
+
 
 def summarise(raw: Path, top: int) -> None:
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    total = 0
+    """Own and inclusive samples per frame, for the busiest thread (the event loop) and the
+    rest; frames waiting on a queue or lock are idle and dropped."""
+    own: dict[str, Counter[str]] = {}
+    inclusive: dict[str, Counter[str]] = {}
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack:
             continue
-        frames = [f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].rstrip(")") for f in
-                  stack.split(";")[1:]]  # fmt: skip
-        n = int(count)
-        total += n
-        if frames:
-            own[frames[-1]] += n
+        thread, *raw_frames = stack.split(";")
+        frames = [f.split(" (")[0] + " " + f.rsplit("/", 1)[-1].rstrip(")") for f in raw_frames]
+        if not frames or any(idle in frame for frame in frames for idle in IDLE):
+            continue
+        own.setdefault(thread, Counter())[frames[-1]] += int(count)
         for frame in set(frames):
-            inclusive[frame] += n
-    print(f"\n{total} samples (all threads, idle excluded)")
-    for title, counter in (("own", own), ("inclusive", inclusive)):
-        print(f"\ntop {top} frames by {title} samples:")
-        for frame, n in counter.most_common(top):
-            print(f"  {100 * n / max(total, 1):5.1f}%  {frame}")
+            inclusive.setdefault(thread, Counter())[frame] += int(count)
+    threads = sorted(own, key=lambda t: -sum(own[t].values()))
+    for thread in threads[:3]:
+        total = sum(own[thread].values())
+        print(f"\n{thread}: {total} busy samples")
+        for title, counter in (("own", own[thread]), ("inclusive", inclusive[thread])):
+            print(f"  top {top} by {title} samples:")
+            for frame, n in counter.most_common(top):
+                print(f"    {100 * n / total:5.1f}%  {frame}")
 
 
 def main() -> int:
@@ -55,6 +61,7 @@ def main() -> int:
     parser.add_argument("--default", action="store_true", help="fsync + sha256 (the default)")
     parser.add_argument("--mib", type=int, default=1024)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--native", action="store_true", help="include C frames")
     parser.add_argument("--chunkd-tree", choices=("head", "working"), default="head")
     args = parser.parse_args()
     group = "chunkd-default" if args.default else "chunkd-lfl"
@@ -71,7 +78,8 @@ def main() -> int:
         with running(spec, work / "data") as (port, proc), source.open("rb") as file:
             spy = subprocess.Popen(
                 [str(BIN / "py-spy"), "record", "--pid", str(proc.pid), "--rate", "250",
-                 "--format", "raw", "--threads", "--output", str(raw)],
+                 "--format", "raw", "--threads", *(["--native"] if args.native else []),
+                 "--output", str(raw)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )  # fmt: skip
             try:
@@ -87,6 +95,7 @@ def main() -> int:
             print(err.decode(errors="replace"), file=sys.stderr)
             return 1
         summarise(raw, args.top)
+        shutil.copy(raw, Path(tempfile.gettempdir()) / "chunkd-profile.txt")
     return 0
 
 
