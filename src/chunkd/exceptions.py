@@ -279,3 +279,22 @@ class ServiceUnavailable(ChunkdError):
 
 class StorageUnavailable(ServiceUnavailable):
     code = "STORAGE_UNAVAILABLE"
+
+
+def _all_errors(base: type[ChunkdError]) -> list[type[ChunkdError]]:
+    found = [base]
+    for sub in base.__subclasses__():
+        found.extend(_all_errors(sub))
+    return found
+
+
+def error_from_record(record: str, **details: object) -> ChunkdError:
+    """Rebuild the error an upload failed with from its stored ``"<CODE>: <message>"``."""
+    code, _, message = record.partition(": ")
+    kinds = {kind.code: kind for kind in _all_errors(ChunkdError)}
+    kind = kinds.get(code, Unprocessable)
+    return kind(message or record, details=details or None)
+
+
+def error_record(error: ChunkdError) -> str:
+    return f"{error.code}: {error.message}"

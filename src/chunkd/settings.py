@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     signed_url_ttl: Duration = 24 * 3600.0
     insecure: bool = False
 
+    # Content: types allowed (presets "audio", "mrc", or MIME types; none: all) and clamd.
+    allowed_types: CommaList = []
+    clamd: str | None = None
+    scan_timeout: Duration = 120.0
+
     # Limits, per owner unless said otherwise; 0 turns a limit off.
     max_open_uploads: int = Field(1000, ge=0)
     max_bytes_in_flight: ByteSize = ByteSize(0)
@@ -89,13 +94,14 @@ class Settings(BaseSettings):
         "lock_wait",
         "signed_url_ttl",
         "min_rate_window",
+        "scan_timeout",
         mode="before",
     )
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
 
-    @field_validator("cors_origins", "digests", mode="before")
+    @field_validator("cors_origins", "digests", "allowed_types", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         return _split(value)
@@ -116,6 +122,14 @@ class Settings(BaseSettings):
         value = value.rstrip("/")
         if value and (not value.startswith("/") or not re.fullmatch(r"(/[\w.~-]+)+", value)):
             raise ValueError("must be a URL path like /api (letters, digits, . _ ~ -)")
+        return value
+
+    @field_validator("allowed_types")
+    @classmethod
+    def _types(cls, value: list[str]) -> list[str]:
+        from chunkd.validation.sniff import allowed_types
+
+        allowed_types(value)  # raises ValueError naming an unknown preset
         return value
 
     @field_validator("rate_limit", "rate_limit_per_address")

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from chunkd.catalog.memory import MemoryCatalog
-from chunkd.server.app import create_app, service_config
+from chunkd.server.app import build_inspector, create_app, service_config
 from chunkd.settings import Settings
 from chunkd.storage.base import Storage
 from chunkd.storage.memory import MemoryStorage
@@ -25,7 +25,12 @@ async def tus_client(
     storage: Storage | None = None, **settings: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
     config = Settings(**{"max_size": 1000, **settings})
-    service = UploadService(MemoryCatalog(), storage or MemoryStorage(), service_config(config))
+    service = UploadService(
+        MemoryCatalog(),
+        storage or MemoryStorage(),
+        service_config(config),
+        inspector=build_inspector(config),
+    )
     app = create_app(config, service)
     async with service.catalog, service.storage:
         transport = httpx.ASGITransport(app=app)

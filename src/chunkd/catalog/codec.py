@@ -8,9 +8,7 @@ from typing import Any
 
 from chunkd.uploads.models import FIELDS, Upload, UploadState
 
-_JSON_FIELDS = frozenset(
-    {"metadata", "concat_parts", "storage", "digests", "expected_digests"}
-)
+_JSON_FIELDS = frozenset({"metadata", "concat_parts", "storage", "digests", "expected_digests"})
 COLUMNS: tuple[str, ...] = FIELDS
 
 

@@ -37,9 +37,7 @@ def choose_part_size(size: int, requested: int | None = None) -> int:
     if requested is None:
         return default_part_size(size)
     if not MIN_PART_SIZE <= requested <= MAX_PART_SIZE:
-        raise PartSizeError(
-            f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes"
-        )
+        raise PartSizeError(f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes")
     if part_count(size, requested) > MAX_PARTS:
         raise PartSizeError(
             f"part_size {requested} would need more than {MAX_PARTS} parts; "

@@ -27,7 +27,10 @@ from chunkd.server.tus.routes import tus_routes
 from chunkd.settings import Settings, load_settings
 from chunkd.storage.local import LocalStorage
 from chunkd.uploads.expiry import run_sweeper
+from chunkd.uploads.inspection import Inspector
 from chunkd.uploads.service import ServiceConfig, UploadService
+from chunkd.validation.clamav import ClamdScanner
+from chunkd.validation.sniff import ContentPolicy, allowed_types
 
 log = logging.getLogger("chunkd.server")
 
@@ -48,12 +51,20 @@ def service_config(settings: Settings) -> ServiceConfig:
     )
 
 
+def build_inspector(settings: Settings) -> Inspector:
+    scanner = None
+    if settings.clamd:
+        scanner = ClamdScanner(settings.clamd, timeout=settings.scan_timeout)
+    return Inspector(ContentPolicy(allowed_types(settings.allowed_types)), scanner)
+
+
 def build_service(settings: Settings) -> UploadService:
     data_dir = settings.data_dir.resolve()
     return UploadService(
         SqliteCatalog(data_dir / "catalog.sqlite3", durable=settings.fsync),
         LocalStorage(data_dir),
         service_config(settings),
+        inspector=build_inspector(settings),
     )
 
 

@@ -78,6 +78,9 @@ async def run_sweeper(service: UploadService, interval: float) -> None:
         await asyncio.sleep(interval)
         try:
             report = await sweep(service)
+            await service.catalog.purge_nonces(service.clock())
+            # uploads left verifying (a scanner that was down) are tried again
+            await service.recover()
         except Exception:
             log.exception("expiry sweep failed; retrying at the next interval")
             continue

@@ -12,9 +12,11 @@ import asyncio
 from collections.abc import Callable
 
 from chunkd.catalog.base import Catalog
+from chunkd.exceptions import ChunkdError, DigestMismatch, ServiceUnavailable, error_record
 from chunkd.protocol.checksums import Hasher, new_hasher
 from chunkd.storage.base import Storage, SupportsDownload
 from chunkd.uploads.hashing import DigestCache
+from chunkd.uploads.inspection import Inspector
 from chunkd.uploads.models import Upload, UploadState
 
 
@@ -25,11 +27,15 @@ class Finisher:
         storage: Storage,
         digests: DigestCache,
         clock: Callable[[], float],
+        inspector: Inspector,
+        retention: float,
     ) -> None:
         self._catalog = catalog
         self._storage = storage
         self._digests = digests
         self._clock = clock
+        self._inspector = inspector
+        self._retention = retention  # how long a failed upload's record is kept
 
     async def finish(self, upload: Upload) -> Upload:
         if upload.state is UploadState.RECEIVING:
@@ -50,23 +56,20 @@ class Finisher:
             for name, value in upload.expected_digests.items()
             if digests.get(name) != value
         }
-        if wrong:
-            failed = await self._catalog.compare_and_set(
-                upload.id,
-                {"state": UploadState.VERIFYING},
-                {
-                    "state": UploadState.FAILED,
-                    "digests": digests,
-                    "error": "digest mismatch: "
+        try:
+            if wrong:
+                raise DigestMismatch(
+                    "the file differs from the one declared: "
                     + ", ".join(
                         f"{name} expected {pair['expected']} got {pair['actual']}"
                         for name, pair in wrong.items()
-                    ),
-                    "updated_at": self._clock(),
-                },
-            )
-            current = failed or await self._catalog.get(upload.id)
-            return current if current is not None else upload
+                    )
+                )
+            sniffed = await self._inspector.inspect(self._storage, upload)
+        except ServiceUnavailable:
+            return upload  # e.g. the scanner is down: stay verifying, retried by recovery
+        except ChunkdError as error:
+            return await self._fail(upload, digests, error)
         handle = await self._storage.finish(upload.storage, upload.length)
         done = await self._catalog.compare_and_set(
             upload.id,
@@ -74,6 +77,7 @@ class Finisher:
             {
                 "state": UploadState.COMPLETE,
                 "digests": digests,
+                "sniffed_type": sniffed,
                 "storage": handle,
                 "updated_at": self._clock(),
                 # A finished upload stays until it is deleted, except a partial one, which
@@ -82,6 +86,26 @@ class Finisher:
             },
         )
         current = done or await self._catalog.get(upload.id)
+        return current if current is not None else upload
+
+    async def _fail(self, upload: Upload, digests: dict[str, str], error: ChunkdError) -> Upload:
+        """Refused for good: record why, and free the bytes (nothing will complete them)."""
+        now = self._clock()
+        failed = await self._catalog.compare_and_set(
+            upload.id,
+            {"state": UploadState.VERIFYING},
+            {
+                "state": UploadState.FAILED,
+                "digests": digests,
+                "error": error_record(error),
+                "updated_at": now,
+                "expires_at": now + self._retention,
+            },
+        )
+        if failed is not None:
+            self._digests.forget(upload.id)
+            await self._storage.delete(upload.storage)
+        current = failed or await self._catalog.get(upload.id)
         return current if current is not None else upload
 
     async def _settle_digests(self, upload: Upload, length: int) -> dict[str, str]:

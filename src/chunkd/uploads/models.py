@@ -44,7 +44,8 @@ class Upload:
     storage: dict[str, str] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
     expected_digests: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
+    error: str | None = None  # "<CODE>: <message>" of the catalogue error that failed it
+    sniffed_type: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
     expires_at: float | None = None

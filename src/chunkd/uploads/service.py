@@ -39,16 +39,19 @@ from chunkd.exceptions import (
     UploadNotFound,
     UploadNotReceiving,
     UploadTooLarge,
+    error_from_record,
 )
 from chunkd.protocol.checksums import Checksum
 from chunkd.protocol.tus.headers import is_valid_upload_id
 from chunkd.storage.base import Storage, SupportsConcatenation
 from chunkd.uploads.finishing import Finisher
 from chunkd.uploads.hashing import DigestCache
+from chunkd.uploads.inspection import Inspector, Screen
 from chunkd.uploads.locking import Locker, MemoryLocker
 from chunkd.uploads.models import OPEN_STATES, Upload, UploadState
 from chunkd.uploads.receiving import BodyInterrupted, RateFloor, receive
 from chunkd.uploads.sessions import Sessions
+from chunkd.validation.sniff import ContentPolicy
 
 __all__ = ["BodyInterrupted", "ServiceConfig", "UploadService"]
 
@@ -83,6 +86,7 @@ class UploadService:
         *,
         locker: Locker | None = None,
         clock: Callable[[], float] = time.time,
+        inspector: Inspector | None = None,
     ) -> None:
         self.catalog = catalog
         self.storage = storage
@@ -90,7 +94,10 @@ class UploadService:
         self.locker = locker or MemoryLocker()
         self.clock = clock
         self.digests = DigestCache(self.config.digests)
-        self.finisher = Finisher(catalog, storage, self.digests, clock)
+        self.inspector = inspector or Inspector(ContentPolicy(None))
+        self.finisher = Finisher(
+            catalog, storage, self.digests, clock, self.inspector, self.config.expiry
+        )
         self.sessions = Sessions(self)
         self._owner_locks: weakref.WeakValueDictionary[str | None, asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -261,7 +268,10 @@ class UploadService:
         upload = await self._insert(length, metadata, owner, concat_parts=tuple(part_ids))
         await self.storage.concatenate(upload.storage, parts)
         joined = await self._commit(upload, {"offset": 0}, {"offset": length})
-        return await self.finisher.finish(joined)
+        joined = await self.finisher.finish(joined)
+        if joined.state is UploadState.FAILED and joined.error:
+            raise error_from_record(joined.error)
+        return joined
 
     # -- appending -------------------------------------------------------------------------
 
@@ -301,6 +311,8 @@ class UploadService:
                     upload.id, offset, self.digests.for_upload(upload.expected_digests)
                 )
             )
+            screen = Screen()
+            body = self.inspector.screen(self.storage, upload, offset, body, screen)
             result = await receive(
                 self.storage,
                 upload.storage,
@@ -333,10 +345,13 @@ class UploadService:
                 {"offset": new_offset},
                 updated_at=now,
                 expires_at=now + self.config.expiry,
+                **({"sniffed_type": screen.sniffed} if screen.sniffed else {}),
             )
             self.digests.commit(upload.id, new_offset, hashers)
             if upload.is_finished:
                 upload = await self.finisher.finish(upload)
+                if upload.state is UploadState.FAILED and upload.error:
+                    raise error_from_record(upload.error)
             return upload
 
     def _room(self, upload: Upload) -> int:

@@ -28,6 +28,7 @@ from chunkd.exceptions import (
     UploadNotReceiving,
     UploadTooLarge,
     ValidationFailed,
+    error_from_record,
 )
 from chunkd.protocol.checksums import Checksum
 from chunkd.protocol.parts import (
@@ -38,6 +39,7 @@ from chunkd.protocol.parts import (
     part_span,
 )
 from chunkd.storage.base import SupportsDownload
+from chunkd.uploads.inspection import Screen
 from chunkd.uploads.models import Part, Upload, UploadState
 from chunkd.uploads.receiving import receive
 
@@ -121,6 +123,9 @@ class Sessions:
             if existing is not None:
                 return existing, await self._same_again(existing, body, size)
             digest = hashlib.sha256()
+            screen = Screen()
+            if index == 0:  # the head of the file: judge its type before storing anything
+                body = service.inspector.screen(service.storage, upload, 0, body, screen)
             result = await receive(
                 service.storage,
                 upload.storage,
@@ -150,7 +155,11 @@ class Sessions:
             await service.catalog.compare_and_set(
                 upload_id,
                 {"state": UploadState.RECEIVING},
-                {"updated_at": now, "expires_at": now + service.config.expiry},
+                {
+                    "updated_at": now,
+                    "expires_at": now + service.config.expiry,
+                    **({"sniffed_type": screen.sniffed} if screen.sniffed else {}),
+                },
             )
         self._spawn_advance(upload_id)
         return part, True
@@ -238,8 +247,11 @@ class Sessions:
             elif upload.state is UploadState.VERIFYING:
                 upload = await service.finisher.finish(upload)
             if upload.state is UploadState.FAILED:
-                raise DigestMismatch(
-                    upload.error or "the file does not match its declared digest",
-                    details={"expected": upload.expected_digests, "actual": upload.digests},
-                )
+                error = error_from_record(upload.error or "UNPROCESSABLE: the upload failed")
+                if isinstance(error, DigestMismatch):
+                    error.details = {
+                        "expected": upload.expected_digests,
+                        "actual": upload.digests,
+                    }
+                raise error
             return upload

@@ -69,6 +69,7 @@ class UploadStatus(BaseModel):
     state: str
     filename: str | None
     content_type: str | None
+    sniffed_type: str | None = Field(description="The type recognised from the first bytes.")
     size: int | None
     part_size: int | None
     part_count: int | None

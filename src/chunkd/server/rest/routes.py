@@ -80,6 +80,7 @@ class RestApi:
             state=str(upload.state),
             filename=upload.metadata.get("filename"),
             content_type=upload.metadata.get("content_type") or upload.metadata.get("filetype"),
+            sniffed_type=upload.sniffed_type,
             size=upload.length,
             part_size=upload.part_size,
             part_count=(
