@@ -62,7 +62,8 @@ def build_service(settings: Settings) -> UploadService:
     data_dir = settings.data_dir.resolve()
     return UploadService(
         SqliteCatalog(data_dir / "catalog.sqlite3", durable=settings.fsync),
-        LocalStorage(data_dir),
+        # early writeback only pays when every acknowledgement waits for the disk
+        LocalStorage(data_dir, writeback=settings.fsync),
         service_config(settings),
         inspector=build_inspector(settings),
     )

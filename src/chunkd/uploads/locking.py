@@ -25,6 +25,7 @@ class Lease:
         self.release_requested = False
         self._timeout: asyncio.Timeout | None = None
         self._idle = 0.0
+        self._touched = 0.0
 
     def request_release(self) -> None:
         self.release_requested = True
@@ -45,9 +46,17 @@ class Lease:
                 self._timeout = None
 
     def touch(self) -> None:
-        """Bytes arrived: push the idle deadline forward (unless a release is pending)."""
-        if self._timeout is not None and not self.release_requested:
-            self._timeout.reschedule(asyncio.get_running_loop().time() + self._idle)
+        """Bytes arrived: push the idle deadline forward (unless a release is pending).
+
+        At most once a second (or a quarter of the idle timeout, if shorter): a body arrives in
+        thousands of chunks, and rescheduling a timer for each is measurable.
+        """
+        if self._timeout is None or self.release_requested:
+            return
+        now = asyncio.get_running_loop().time()
+        if now - self._touched >= min(1.0, self._idle / 4):
+            self._touched = now
+            self._timeout.reschedule(now + self._idle)
 
 
 class Locker(ABC):
