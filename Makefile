@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/clients/node_modules/.installed
 
-.PHONY: run test lint typecheck check bench clean clamd
+.PHONY: run test lint typecheck check bench clean clamd postgresql
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,21 @@ clamd:
 			clamav-daemon.socket clamav-daemon.service clamav-freshclam.service \
 			>/dev/null 2>&1 || true; }; }
 
+# PostgreSQL's server binaries for the PostgreSQL catalog and locker tests: installed once from
+# Debian when missing. The tests run their own private server (chunkd.testing.postgres, initdb into
+# a temp dir); the Debian service is switched off where systemd runs it.
+postgresql:
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y --no-install-recommends postgresql && \
+		{ ! command -v systemctl >/dev/null || $(SUDO) systemctl disable --now \
+			postgresql.service >/dev/null 2>&1 || true; }; }
+
 run: $(STAMP)
 	$(BIN)/chunkd serve --host 127.0.0.1 --port 8080 --data-dir ./chunkd-data
 
-test: $(STAMP) $(NODE_STAMP) clamd
+test: $(STAMP) $(NODE_STAMP) clamd postgresql
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider
