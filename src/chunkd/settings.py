@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     fsync: bool = True
     digests: CommaList = ["sha256"]
     server: Literal["uvicorn", "granian"] = "granian"
+    # Memory per upload in flight: the server's socket read buffer (granian) and the batch
+    # the writer collects before handing it to a disk thread (two per upload at most).
+    read_buffer: ByteSize = Field(ByteSize(128 * 1024), ge=16 * 1024, le=16 * 1024 * 1024)
+    write_batch: ByteSize = Field(ByteSize(256 * 1024), ge=16 * 1024, le=64 * 1024 * 1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
 
@@ -86,6 +90,15 @@ class Settings(BaseSettings):
     rate_limit_per_address: str = "1200/minute"
     min_rate: ByteSize = ByteSize(1024)
     min_rate_window: Duration = 60.0
+
+    # The catalog: SQLite in data_dir (one instance), or PostgreSQL shared by many instances,
+    # which then also lock uploads there (advisory locks) instead of in process memory.
+    catalog: Literal["sqlite", "postgres"] = "sqlite"
+    postgres_dsn: SecretStr | None = None  # postgresql://user:password@host:5432/database
+    postgres_pool_size: int = Field(10, ge=1, le=1000)  # catalog connections per instance
+    # Per-upload locks hold one connection each while held (a tus PATCH, a REST completion):
+    # at most this many per instance, beyond which a request waits, then answers 423.
+    postgres_lock_connections: int = Field(100, ge=1, le=10000)
 
     @field_validator(
         "expiry",
@@ -155,6 +168,12 @@ class Settings(BaseSettings):
         for secret in (self.jwt_secret, self.url_signing_secret):
             if secret is not None and len(secret.get_secret_value()) < 32:
                 raise ValueError("secrets must be at least 32 characters")
+        return self
+
+    @model_validator(mode="after")
+    def _postgres_needs_a_dsn(self) -> Settings:
+        if self.catalog == "postgres" and self.postgres_dsn is None:
+            raise ValueError("catalog postgres needs postgres_dsn (CHUNKD_POSTGRES_DSN)")
         return self
 
     @property

@@ -63,7 +63,7 @@ def build_service(settings: Settings) -> UploadService:
     return UploadService(
         SqliteCatalog(data_dir / "catalog.sqlite3", durable=settings.fsync),
         # early writeback only pays when every acknowledgement waits for the disk
-        LocalStorage(data_dir, writeback=settings.fsync),
+        LocalStorage(data_dir, batch_size=int(settings.write_batch), writeback=settings.fsync),
         service_config(settings),
         inspector=build_inspector(settings),
     )

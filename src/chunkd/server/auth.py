@@ -8,6 +8,7 @@ refused request costs nothing below this line.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage
@@ -16,7 +17,6 @@ from starlette.requests import Request
 
 from chunkd.auth.identity import ANONYMOUS, UPLOAD, Identity
 from chunkd.auth.signing import PARAMETER, UrlSigner, with_signature
-from chunkd.auth.tokens import TokenVerifier
 from chunkd.catalog.base import Catalog
 from chunkd.exceptions import (
     InsufficientScope,
@@ -26,6 +26,9 @@ from chunkd.exceptions import (
     UploadTooLarge,
 )
 from chunkd.settings import Settings
+
+if TYPE_CHECKING:
+    from chunkd.auth.tokens import TokenVerifier
 
 
 class Authenticator:
@@ -51,6 +54,9 @@ class Authenticator:
     def from_settings(cls, settings: Settings) -> Authenticator:
         tokens = None
         if settings.auth_enabled:
+            # imported only when tokens are in use: PyJWT loads cryptography (~9 MiB)
+            from chunkd.auth.tokens import TokenVerifier
+
             tokens = TokenVerifier(
                 secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
                 public_key_file=settings.jwt_public_key,

@@ -13,19 +13,30 @@ from chunkd.uploads.receiving import BodyInterrupted
 
 
 async def body_of(request: Request) -> AsyncIterator[bytes]:
-    """Chunks as they arrive; ``BodyInterrupted`` when the client goes away mid-body."""
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                yield chunk
-    except ClientDisconnect:
-        raise BodyInterrupted from None
+    """Chunks as they arrive; ``BodyInterrupted`` when the client goes away mid-body.
+
+    Read straight from the ASGI ``receive`` rather than through ``Request.stream``: a body
+    is thousands of messages, and every layer per message shows in the throughput.
+    """
+    receive = request.receive
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            request.scope[_DONE] = True
+            raise BodyInterrupted
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            request.scope[_DONE] = True
+            return
 
 
 def content_length(request: Request) -> int | None:
     return parse_non_negative_int("Content-Length", request.headers.get("content-length"))
 
 
+_DONE = "chunkd.body_done"
 DRAIN_LIMIT = 8 * 1024 * 1024
 DRAIN_SECONDS = 5.0
 
@@ -37,8 +48,8 @@ async def drain(request: Request) -> None:
     broken connection instead of the answer; reading a few MiB lets it see "409" and recover
     the cheap way. Larger or slower bodies are not worth waiting for: the connection closes.
     """
-    if request.method not in ("PATCH", "POST", "PUT"):
-        return
+    if request.method not in ("PATCH", "POST", "PUT") or request.scope.get(_DONE):
+        return  # nothing left to read (waiting would only wait for the client to hang up)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > DRAIN_LIMIT:
         return

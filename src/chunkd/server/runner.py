@@ -41,6 +41,7 @@ def run_granian(settings: Settings) -> None:
 
     import uvloop
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server.embed import Server
 
@@ -52,6 +53,7 @@ def run_granian(settings: Settings) -> None:
             address=settings.host,
             port=settings.port,
             interface=Interfaces.ASGI,
+            http1_settings=HTTP1Settings(max_buffer_size=int(settings.read_buffer)),
             log_enabled=False,  # chunkd's own JSON logging
             log_level=LogLevels(settings.log_level),
         )

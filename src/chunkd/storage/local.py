@@ -173,7 +173,9 @@ class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):
         if not os.access(self._files, os.W_OK):
             raise OSError(f"{self._files} is not writable")
 
-    async def create(self, upload_id: str, length: int | None) -> Handle:
+    async def create(
+        self, upload_id: str, length: int | None, part_size: int | None = None
+    ) -> Handle:
         if not upload_id.isalnum():
             raise ValueError("upload ids are alphanumeric")
         handle = {"path": f"files/{upload_id[:2]}/{upload_id}"}

@@ -14,8 +14,7 @@ never passed unscanned.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 from chunkd.exceptions import ChunkdError, Unprocessable
 from chunkd.storage.base import Handle, Storage, SupportsDownload
@@ -41,12 +40,50 @@ def declared_type(metadata: Mapping[str, str | None]) -> str | None:
     return None
 
 
-@dataclass
 class Screen:
-    """The outcome of screening one request body: the type, once it is known."""
+    """Judges one request's share of a file's head as its chunks pass (see the module doc).
 
-    sniffed: str | None = None
-    done: bool = False
+    ``feed`` each chunk *before* it is written and ``end`` when the body ends; both raise
+    ``UnsupportedMediaType`` when the head is refused. ``sniffed`` is the type, once judged.
+    """
+
+    def __init__(self, inspector: Inspector | None, upload: Upload, start: int) -> None:
+        self.sniffed: str | None = None
+        self._inspector = inspector
+        self._upload = upload
+        self._start = start
+        self.done = (
+            inspector is None
+            or upload.sniffed_type is not None
+            or start >= HEAD_BYTES
+            or upload.partial  # pieces of a file: the joined upload is judged at completion
+        )
+        self._wanted = HEAD_BYTES if upload.length is None else min(HEAD_BYTES, upload.length)
+        self._head = bytearray()
+
+    async def prepare(self, storage: Storage) -> None:
+        """Read back the part of the head earlier requests stored (at most a few KiB)."""
+        if not self.done and self._start:
+            self._head += await _read(storage, self._upload.storage, 0, self._start)
+
+    def feed(self, chunk: bytes) -> None:
+        if self.done:
+            return
+        self._head += chunk[: self._wanted - len(self._head)]
+        if len(self._head) >= self._wanted:
+            self._judge()
+
+    def end(self) -> None:
+        """The body ended: a file shorter than a head is judged whole."""
+        length = self._upload.length
+        if not self.done and length is not None and len(self._head) >= length:
+            self._judge()
+
+    def _judge(self) -> None:
+        assert self._inspector is not None
+        self.done = True
+        self.sniffed = sniff(bytes(self._head))
+        self._inspector.policy.check(self.sniffed, declared_type(self._upload.metadata))
 
 
 class Inspector:
@@ -54,48 +91,9 @@ class Inspector:
         self.policy = policy
         self.scanner = scanner
 
-    # -- as bytes arrive -------------------------------------------------------------------
-
-    def screen(
-        self,
-        storage: Storage,
-        upload: Upload,
-        start: int,
-        body: AsyncIterator[bytes],
-        screen: Screen,
-    ) -> AsyncIterator[bytes]:
-        """``body`` (written from ``start``), held back until the head can be judged."""
-        if upload.sniffed_type is not None or start >= HEAD_BYTES or upload.partial:
-            # partial uploads are pieces from anywhere in a file: the joined one is judged
-            screen.done = True
-            return body
-        return self._screened(storage, upload, start, body, screen)
-
-    async def _screened(
-        self,
-        storage: Storage,
-        upload: Upload,
-        start: int,
-        body: AsyncIterator[bytes],
-        screen: Screen,
-    ) -> AsyncIterator[bytes]:
-        wanted = HEAD_BYTES if upload.length is None else min(HEAD_BYTES, upload.length)
-        head = bytearray(await _read(storage, upload.storage, 0, start) if start else b"")
-        async for chunk in body:
-            if not screen.done:
-                head += chunk[: wanted - len(head)]
-                if len(head) >= wanted:
-                    # judged before this chunk is written; the few KiB before it were
-                    # written but are not acknowledged unless the head passes
-                    self._judge(bytes(head), upload, screen)
-            yield chunk
-        if not screen.done and upload.length is not None and len(head) >= upload.length:
-            self._judge(bytes(head), upload, screen)  # the whole file is shorter than a head
-
-    def _judge(self, head: bytes, upload: Upload, screen: Screen) -> None:
-        screen.sniffed = sniff(head)
-        screen.done = True
-        self.policy.check(screen.sniffed, declared_type(upload.metadata))
+    def screen(self, upload: Upload, start: int) -> Screen:
+        """A screen for a request writing ``upload`` from ``start``."""
+        return Screen(self, upload, start)
 
     # -- at completion ---------------------------------------------------------------------
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from chunkd.protocol.checksums import Checksum, Hasher, new_hasher
 from chunkd.storage.base import Handle, Storage
 from chunkd.uploads.locking import Lease
+
+if TYPE_CHECKING:
+    from chunkd.uploads.inspection import Screen
 
 
 class BodyInterrupted(Exception):
@@ -72,6 +76,7 @@ async def receive(
     idle_timeout: float,
     too_much: Callable[[], Exception],
     floor: RateFloor | None = None,
+    screen: Screen | None = None,
 ) -> Received:
     """Write ``body`` at ``offset``; at most ``limit`` bytes, else ``too_much()`` is raised.
 
@@ -83,6 +88,8 @@ async def receive(
     observers.extend(hasher.update for _, hasher in checking)
     received = 0
     interrupted = too_slow = False
+    if screen is not None:
+        await screen.prepare(storage)
     async with storage.open_writer(handle, offset, observers) as writer:
         try:
             async with lease.receiving(idle_timeout):
@@ -90,10 +97,14 @@ async def receive(
                     received += len(chunk)
                     if received > limit:
                         raise too_much()
+                    if screen is not None:
+                        screen.feed(chunk)  # judges the file's head before it is written
                     await writer.write(chunk)
                     lease.touch()
                     if floor is not None:
                         floor.feed(len(chunk))
+                if screen is not None:
+                    screen.end()
         except (TimeoutError, BodyInterrupted):
             interrupted = True
         except _TooSlow:

@@ -46,7 +46,7 @@ from chunkd.protocol.tus.headers import is_valid_upload_id
 from chunkd.storage.base import Storage, SupportsConcatenation
 from chunkd.uploads.finishing import Finisher
 from chunkd.uploads.hashing import DigestCache
-from chunkd.uploads.inspection import Inspector, Screen
+from chunkd.uploads.inspection import Inspector
 from chunkd.uploads.locking import Locker, MemoryLocker
 from chunkd.uploads.models import OPEN_STATES, Upload, UploadState
 from chunkd.uploads.receiving import BodyInterrupted, RateFloor, receive
@@ -311,8 +311,7 @@ class UploadService:
                     upload.id, offset, self.digests.for_upload(upload.expected_digests)
                 )
             )
-            screen = Screen()
-            body = self.inspector.screen(self.storage, upload, offset, body, screen)
+            screen = self.inspector.screen(upload, offset)
             result = await receive(
                 self.storage,
                 upload.storage,
@@ -326,6 +325,7 @@ class UploadService:
                 idle_timeout=self.config.idle_timeout,
                 too_much=lambda: self._too_much(upload),
                 floor=self.config.rate_floor(),
+                screen=screen,
             )
             if checksum is not None and (result.interrupted or not result.checksums_ok):
                 if result.interrupted:  # an unverifiable prefix counts for nothing

@@ -39,7 +39,6 @@ from chunkd.protocol.parts import (
     part_span,
 )
 from chunkd.storage.base import SupportsDownload
-from chunkd.uploads.inspection import Screen
 from chunkd.uploads.models import Part, Upload, UploadState
 from chunkd.uploads.receiving import receive
 
@@ -123,9 +122,8 @@ class Sessions:
             if existing is not None:
                 return existing, await self._same_again(existing, body, size)
             digest = hashlib.sha256()
-            screen = Screen()
-            if index == 0:  # the head of the file: judge its type before storing anything
-                body = service.inspector.screen(service.storage, upload, 0, body, screen)
+            # part 0 holds the head of the file: its type is judged before it is stored
+            screen = service.inspector.screen(upload, 0) if index == 0 else None
             result = await receive(
                 service.storage,
                 upload.storage,
@@ -139,6 +137,7 @@ class Sessions:
                 idle_timeout=service.config.idle_timeout,
                 too_much=lambda: PartSizeMismatch(f"part {index} is longer than {size} bytes"),
                 floor=service.config.rate_floor(),
+                screen=screen,
             )
             if result.too_slow:
                 raise RequestTooSlow(f"part {index} arrived too slowly; nothing was stored")
@@ -158,7 +157,7 @@ class Sessions:
                 {
                     "updated_at": now,
                     "expires_at": now + service.config.expiry,
-                    **({"sniffed_type": screen.sniffed} if screen.sniffed else {}),
+                    **({"sniffed_type": screen.sniffed} if screen and screen.sniffed else {}),
                 },
             )
         self._spawn_advance(upload_id)

@@ -127,3 +127,17 @@ async def test_method_override(client: httpx.AsyncClient) -> None:
     assert answer.headers["Upload-Offset"] == "3"
     answer = await client.post(location, headers={**TUS, "X-HTTP-Method-Override": "DELETE"})
     assert answer.status_code == 204
+
+
+async def test_an_error_after_the_whole_body_answers_at_once(client: httpx.AsyncClient) -> None:
+    import time
+
+    location = await create(client, 10)
+    started = time.monotonic()
+    answer = await client.patch(
+        location,
+        content=b"abc",
+        headers={**PATCH, "Upload-Offset": "0", "Upload-Checksum": f"md5 {b64(bytes(16))}"},
+    )
+    assert answer.status_code == 460
+    assert time.monotonic() - started < 1.0
