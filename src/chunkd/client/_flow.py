@@ -1,0 +1,239 @@
+"""The upload protocols, written once as sans-I/O generators (see ``_effects``).
+
+``rest_flow`` uses a REST session: create (declaring the whole-file sha256), PUT the missing
+parts in parallel, each with its own ``Content-Digest``, complete, and check the server's digest.
+``tus_flow`` uses tus 1.0: create, PATCH from the server's offset (``Upload-Checksum`` per
+request), and after any failure ask ``HEAD`` where to go on from.
+
+Both resume a ``Session`` saved by an earlier process: only what the server lacks is sent.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin
+
+from chunkd.client._effects import (
+    Checkpoint,
+    FileSpan,
+    Flow,
+    Parallel,
+    Progressed,
+    Request,
+    Response,
+    Session,
+    Sleep,
+    TransportFailure,
+)
+from chunkd.client._errors import FileChanged, RetriesExhausted, ServerRefused
+from chunkd.client._retry import RetryPolicy, refused, send
+
+TUS = {"Tus-Resumable": "1.0.0"}
+_GONE = frozenset({404, 410})
+_POLL = 0.5  # seconds between status polls while the server verifies
+
+
+@dataclass(frozen=True)
+class UploadPlan:
+    server: str  # base URL, no trailing slash
+    filename: str
+    size: int
+    sha256: str  # hex, of the whole file
+    part_size: int
+    parallel: int = 4
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    id: str
+    protocol: str
+    size: int
+    sha256: str
+    state: str
+    location: str | None
+    parts_sent: int  # parts (REST) or PATCH requests (tus) sent by this run
+    resumed: bool
+
+
+def _parts(ranges: list[list[int]]) -> list[int]:
+    return [n for first, last in ranges for n in range(first, last + 1)]
+
+
+def _check_digest(plan: UploadPlan, status: dict[str, Any]) -> None:
+    actual = (status.get("digests") or {}).get("sha256")
+    if actual is not None and actual != plan.sha256:
+        raise FileChanged(f"the server stored sha256 {actual}, the file has {plan.sha256}")
+
+
+def rest_flow(plan: UploadPlan, prior: Session | None = None) -> Flow[UploadResult]:
+    session, status = prior, None
+    if session is not None:
+        reply = yield from send(Request("GET", session.url), plan.retry)
+        if reply.status in _GONE:
+            session = None
+        elif reply.status != 200:
+            raise refused(reply)
+        else:
+            status = reply.json()
+            if status["state"] not in ("receiving", "verifying", "complete"):
+                session, status = None, None  # aborted, expired or failed: start again
+    resumed = session is not None
+    if session is None:
+        session = yield from _create_session(plan)
+        yield Checkpoint(session)
+        missing = list(range(-(-plan.size // session.part_size)))
+        yield Progressed(0, 0, absolute=True)
+    else:
+        assert status is not None
+        missing = _parts(status.get("missing_parts") or [])
+        yield Progressed(status["bytes_received"], status.get("parts_received") or 0, True)
+    sent = 0
+    if status is None or status["state"] == "receiving":
+        for _ in range(3):
+            yield Parallel((_put_part(plan, session, n) for n in missing), plan.parallel)
+            sent += len(missing)
+            reply = yield from send(Request("POST", session.complete_url), plan.retry)
+            error = reply.error()
+            if reply.status == 409 and error.get("code") == "MISSING_PARTS":
+                missing = _parts((error.get("details") or {}).get("missing_parts") or [])
+                continue
+            if reply.status != 200:
+                raise refused(reply)
+            status = reply.json()
+            break
+        else:
+            raise refused(reply)
+    assert status is not None
+    while status["state"] == "verifying":
+        yield Sleep(_POLL)
+        reply = yield from send(Request("GET", session.url), plan.retry)
+        if reply.status != 200:
+            raise refused(reply)
+        status = reply.json()
+    if status["state"] != "complete":
+        code = "UPLOAD_" + str(status["state"]).upper()
+        raise ServerRefused(200, code, status.get("error") or "the upload did not complete")
+    _check_digest(plan, status)
+    return UploadResult(
+        session.id, "rest", plan.size, plan.sha256, "complete", status.get("location"), sent,
+        resumed,
+    )  # fmt: skip
+
+
+def _create_session(plan: UploadPlan) -> Flow[Session]:
+    body: dict[str, Any] = {
+        "filename": plan.filename,
+        "size": plan.size,
+        "part_size": plan.part_size,
+        "sha256": plan.sha256,
+        "metadata": plan.metadata,
+    }
+    if plan.content_type:
+        body["content_type"] = plan.content_type
+    reply = yield from send(Request("POST", f"{plan.server}/uploads", json=body), plan.retry)
+    if reply.status != 201:
+        raise refused(reply)
+    created = reply.json()
+    urls = created["urls"]
+    return Session(
+        "rest", created["id"], urls["self"], urls["parts"], urls["complete"], created["part_size"]
+    )
+
+
+def _put_part(plan: UploadPlan, session: Session, n: int) -> Flow[int]:
+    start = n * session.part_size
+    length = min(session.part_size, plan.size - start)
+    url = session.parts_url.replace("{n}", str(n))
+    span = FileSpan(start, length, "content-digest")
+    reply = yield from send(Request("PUT", url, body=span), plan.retry)
+    if reply.status == 409 and reply.error().get("code") == "PART_CONFLICT":
+        raise FileChanged(f"part {n} on the server differs from the file: {refused(reply)}")
+    if reply.status not in (200, 201):
+        raise refused(reply)
+    yield Progressed(length, 1)
+    return n
+
+
+def _metadata(plan: UploadPlan) -> str:
+    items = {"filename": plan.filename, **plan.metadata}
+    if plan.content_type:
+        items["filetype"] = plan.content_type
+    return ",".join(
+        f"{key} {base64.b64encode(value.encode()).decode()}" for key, value in items.items()
+    )
+
+
+def _offset(plan: UploadPlan, url: str) -> Flow[int | None]:
+    reply = yield from send(Request("HEAD", url, TUS), plan.retry)
+    if reply.status in _GONE:
+        return None
+    if reply.status != 200:
+        raise refused(reply)
+    return int(reply.headers["upload-offset"])
+
+
+def tus_flow(plan: UploadPlan, prior: Session | None = None) -> Flow[UploadResult]:
+    session, offset = prior, None
+    if session is not None:
+        offset = yield from _offset(plan, session.url)
+    resumed = offset is not None
+    if session is None or offset is None:
+        headers = {**TUS, "Upload-Length": str(plan.size), "Upload-Metadata": _metadata(plan)}
+        reply = yield from send(Request("POST", f"{plan.server}/files/", headers), plan.retry)
+        if reply.status != 201:
+            raise refused(reply)
+        url = urljoin(f"{plan.server}/files/", reply.headers["location"])
+        upload_id = url.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+        session = Session("tus", upload_id, url, part_size=plan.part_size)
+        yield Checkpoint(session)
+        offset = 0
+    sent = 0
+    failures = 0
+    while True:
+        yield Progressed(offset, absolute=True)
+        if offset >= plan.size:
+            break
+        # end each PATCH on a part boundary, so a resumed upload realigns after one request
+        end = min(plan.size, (offset // plan.part_size + 1) * plan.part_size)
+        headers = {
+            **TUS,
+            "Upload-Offset": str(offset),
+            "Content-Type": "application/offset+octet-stream",
+        }
+        span = FileSpan(offset, end - offset, "upload-checksum")
+        reply = yield Request("PATCH", session.url, headers, body=span)
+        sent += 1
+        if isinstance(reply, Response) and reply.status == 204:
+            offset, failures = int(reply.headers["upload-offset"]), 0
+            continue
+        if isinstance(reply, Response) and reply.status == 460:
+            raise FileChanged(f"the server's checksum of bytes {offset}-{end} differs")
+        if (
+            isinstance(reply, Response)
+            and reply.status not in (409, 423)
+            and not (reply.status >= 500 or reply.status == 429)
+        ):
+            raise refused(reply)
+        failures += 1
+        if failures >= plan.retry.attempts:
+            network = isinstance(reply, TransportFailure)
+            reason = reply.reason if isinstance(reply, TransportFailure) else str(refused(reply))
+            raise RetriesExhausted(failures, reason, unreachable=network)
+        yield Sleep(plan.retry.backoff(failures))
+        known = yield from _offset(plan, session.url)
+        if known is None:
+            raise ServerRefused(404, "UPLOAD_NOT_FOUND", "the upload vanished while sending")
+        offset = known
+    reply = yield from send(Request("HEAD", session.url, TUS), plan.retry)
+    digest = reply.headers.get("repr-digest", "")
+    if digest.startswith("sha-256=:"):
+        actual = base64.b64decode(digest[9:].rstrip(":")).hex()
+        _check_digest(plan, {"digests": {"sha256": actual}})
+    return UploadResult(
+        session.id, "tus", plan.size, plan.sha256, "complete", session.url, sent, resumed
+    )

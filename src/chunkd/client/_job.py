@@ -1,0 +1,112 @@
+"""One file's upload, minus the I/O loop: what both drivers do before, around and after a flow.
+
+``prepare`` (blocking file I/O) fingerprints the file, looks up a session an earlier process
+left, hashes the file if no sha256 is remembered, and builds the flow. ``checkpoint`` saves a
+new session as soon as the server created it, so a process killed a moment later resumes it.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from chunkd.client._effects import Flow, Session
+from chunkd.client._files import Fingerprint, file_sha256
+from chunkd.client._flow import UploadPlan, UploadResult, rest_flow, tus_flow
+from chunkd.client._progress import ProgressCallback, ProgressTracker
+from chunkd.client._retry import RetryPolicy
+from chunkd.client._state import ResumeState
+from chunkd.protocol.parts import choose_part_size, part_count
+
+Protocol = Literal["rest", "tus"]
+
+
+@dataclass
+class Options:
+    """Settings shared by ``Client`` and ``AsyncClient``."""
+
+    server: str
+    token: str | None = None
+    parallel: int = 4
+    part_size: int | None = None
+    protocol: Protocol = "rest"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    state: ResumeState | None = None
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+
+class UploadJob:
+    def __init__(
+        self,
+        options: Options,
+        path: Path,
+        metadata: Mapping[str, str] | None,
+        content_type: str | None,
+        on_progress: ProgressCallback | None,
+        cancelled: Callable[[], bool],
+    ) -> None:
+        self.options = options
+        self.path = path
+        self.metadata = dict(metadata or {})
+        self.content_type = content_type or mimetypes.guess_type(path.name)[0]
+        self.on_progress = on_progress
+        self.cancelled = cancelled
+        self.tracker = ProgressTracker(0, 0, on_progress)
+        self.fingerprint: Fingerprint | None = None
+        self.sha256 = ""
+        self._lock = threading.Lock()
+
+    def prepare(self) -> Flow[UploadResult]:
+        options = self.options
+        self.fingerprint = file = Fingerprint.of(self.path)
+        sha256, prior = "", None
+        if options.state is not None:
+            sha256, prior = options.state.lookup(options.server, options.protocol, file)
+        part_size = prior.part_size if prior and prior.part_size else None
+        part_size = part_size or choose_part_size(file.size, options.part_size)
+        self.tracker = ProgressTracker(
+            file.size, part_count(file.size, part_size), self.on_progress
+        )
+        if not sha256:
+            self.tracker.set_phase("hashing")
+            sha256 = file_sha256(self.path, self.tracker.streamed, self.cancelled)
+            self.tracker.streamed(-self.tracker.inflight)
+            if options.state is not None:
+                options.state.remember(options.server, options.protocol, file, sha256, None)
+        self.sha256 = sha256
+        self.tracker.set_phase("uploading")
+        plan = UploadPlan(
+            server=options.server,
+            filename=self.path.name,
+            size=file.size,
+            sha256=sha256,
+            part_size=part_size,
+            parallel=max(1, options.parallel),
+            content_type=self.content_type,
+            metadata=self.metadata,
+            retry=options.retry,
+        )
+        run = tus_flow if options.protocol == "tus" else rest_flow
+        return run(plan, prior)
+
+    def checkpoint(self, session: Session) -> None:
+        state, file = self.options.state, self.fingerprint
+        if state is not None and file is not None:
+            state.remember(self.options.server, self.options.protocol, file, self.sha256, session)
+
+    def finished(self, result: UploadResult) -> UploadResult:
+        state, file = self.options.state, self.fingerprint
+        if state is not None and file is not None:
+            state.forget(self.options.server, self.options.protocol, file.path)
+        self.tracker.set_phase("done", sent=self.tracker.total)
+        return result
+
+
+def response_headers(headers: Any) -> dict[str, str]:
+    return {str(key).lower(): str(value) for key, value in headers.items()}

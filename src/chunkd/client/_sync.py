@@ -1,0 +1,186 @@
+"""``Client``: runs the upload flows over ``httpx.Client``, parts in parallel threads."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from chunkd.client._effects import (
+    Checkpoint,
+    Flow,
+    Parallel,
+    Progressed,
+    Request,
+    Response,
+    Sleep,
+    TransportFailure,
+)
+from chunkd.client._errors import Cancelled
+from chunkd.client._files import read_span
+from chunkd.client._flow import UploadResult
+from chunkd.client._job import Options, Protocol, UploadJob, response_headers
+from chunkd.client._progress import ProgressCallback
+from chunkd.client._retry import RetryPolicy
+from chunkd.client._state import ResumeState
+
+_CHUNK = 256 * 1024
+
+
+class Client:
+    """``with Client("http://host:8080", token) as client: client.upload(path)``"""
+
+    def __init__(
+        self,
+        server: str,
+        token: str | None = None,
+        *,
+        parallel: int = 4,
+        part_size: int | None = None,
+        protocol: Protocol = "rest",
+        retry: RetryPolicy | None = None,
+        state: ResumeState | None = None,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.options = Options(
+            server.rstrip("/"), token, parallel, part_size, protocol, retry or RetryPolicy(), state
+        )
+        limits = httpx.Limits(max_connections=parallel + 2, max_keepalive_connections=parallel + 2)
+        self.http = httpx.Client(
+            headers=self.options.headers(),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=limits,
+            transport=transport,
+        )
+
+    def upload(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        on_progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> UploadResult:
+        """Upload one file, resuming a session an earlier run left; raises a ``ChunkdError``."""
+        cancel = cancel or threading.Event()
+        job = UploadJob(
+            self.options, Path(path), metadata, content_type, on_progress, cancel.is_set
+        )
+        flow = job.prepare()
+        with open(job.path, "rb", buffering=0) as file:
+            result = _Runner(self.http, job, file.fileno(), cancel).run(flow)
+        return job.finished(result)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _Runner:
+    def __init__(
+        self, http: httpx.Client, job: UploadJob, fd: int, cancel: threading.Event
+    ) -> None:
+        self.http, self.job, self.fd, self.cancel = http, job, fd, cancel
+        self.abort = threading.Event()  # a sibling part failed: the others stop too
+
+    def stopped(self) -> bool:
+        return self.cancel.is_set() or self.abort.is_set()
+
+    def run(self, flow: Flow[Any]) -> Any:
+        reply: Any = None
+        while True:
+            try:
+                effect = flow.send(reply)
+            except StopIteration as done:
+                return done.value
+            if self.stopped():
+                flow.close()
+                raise Cancelled("the upload was cancelled")
+            reply = self.handle(effect)
+
+    def handle(self, effect: object) -> Any:
+        if isinstance(effect, Request):
+            return self.request(effect)
+        if isinstance(effect, Sleep):
+            deadline = time.monotonic() + effect.seconds
+            while (left := deadline - time.monotonic()) > 0:
+                if self.cancel.wait(min(left, 0.1)) or self.abort.is_set():
+                    raise Cancelled("the upload was cancelled")
+            return None
+        if isinstance(effect, Progressed):
+            self.job.tracker.acknowledged(effect.bytes, effect.parts, effect.absolute)
+            return None
+        if isinstance(effect, Checkpoint):
+            self.job.checkpoint(effect.session)
+            return None
+        if isinstance(effect, Parallel):
+            return self.parallel(effect)
+        raise TypeError(f"unknown effect {effect!r}")
+
+    def request(self, request: Request) -> Response | TransportFailure:
+        headers = dict(request.headers)
+        content: Iterator[bytes] | None = None
+        streamed = [0]
+        if request.body is not None:
+            data, extra = read_span(self.fd, request.body)
+            headers.update(extra)
+            content = self.chunks(data, streamed)
+        try:
+            answer = self.http.request(
+                request.method, request.url, headers=headers, json=request.json, content=content
+            )
+        except httpx.TransportError as error:
+            return TransportFailure(f"{type(error).__name__}: {error}")
+        finally:
+            if streamed[0]:
+                self.job.tracker.streamed(-streamed[0])
+        return Response(answer.status_code, response_headers(answer.headers), answer.content)
+
+    def chunks(self, data: bytes, streamed: list[int]) -> Iterator[bytes]:
+        view = memoryview(data)
+        for start in range(0, len(data), _CHUNK):
+            if self.stopped():
+                raise Cancelled("the upload was cancelled")
+            chunk = view[start : start + _CHUNK]
+            yield bytes(chunk)
+            streamed[0] += len(chunk)
+            self.job.tracker.streamed(len(chunk))
+
+    def parallel(self, effect: Parallel) -> list[Any]:
+        flows = iter(effect.flows)
+        results: list[Any] = []
+        with ThreadPoolExecutor(effect.limit, thread_name_prefix="chunkd-part") as pool:
+            running: set[Future[Any]] = set()
+            try:
+                while True:
+                    for flow in flows:
+                        running.add(pool.submit(self.run, flow))
+                        if len(running) >= effect.limit:
+                            break
+                    if not running:
+                        return results
+                    done, running = wait(running, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        results.append(future.result())
+            except BaseException:
+                self.abort.set()  # the other parts stop at their next chunk
+                raise
