@@ -26,6 +26,28 @@ class Usage:
     stored_bytes: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """The hand-off of one finished upload to processing (see ``hooks.dispatcher``)."""
+
+    upload_id: str
+    state: str  # pending, delivered, failed
+    attempts: int = 0
+    next_at: float = 0.0
+    last_error: str | None = None
+    delivered_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Uploads and bytes (declared length, or offset while deferred) per owner and state."""
+
+    owner: str | None
+    state: UploadState
+    uploads: int
+    bytes: int
+
+
 class Catalog(ABC):
     async def __aenter__(self) -> Self:
         await self.open()
@@ -101,6 +123,44 @@ class Catalog(ABC):
     @abstractmethod
     async def purge_nonces(self, now: float) -> int:
         """Forget nonces past their expiry; returns how many."""
+
+    @abstractmethod
+    async def list_uploads(
+        self,
+        *,
+        owner: str | None = None,
+        states: frozenset[UploadState] | None = None,
+        updated_before: float | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Upload]:
+        """Uploads matching every given filter, ordered by id, those after ``after`` (paging)."""
+
+    @abstractmethod
+    async def totals(self) -> list[Totals]:
+        """Upload counts and bytes grouped by owner and state."""
+
+    @abstractmethod
+    async def get_handoff(self, upload_id: str) -> Handoff | None:
+        """The upload's hand-off record (created with its completion), or ``None``."""
+
+    @abstractmethod
+    async def claim_handoffs(self, now: float, lease: float, limit: int) -> list[Handoff]:
+        """Pending hand-offs due by ``now`` and not claimed by anyone, now claimed for ``lease``
+        seconds (one claimant across instances), with ``attempts`` counted up."""
+
+    @abstractmethod
+    async def settle_handoff(
+        self,
+        upload_id: str,
+        *,
+        delivered: bool,
+        now: float,
+        next_at: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record a delivery: delivered, or failed and due again at ``next_at`` (``None``:
+        failed for good)."""
 
     @abstractmethod
     async def list_by_state(self, states: frozenset[UploadState], limit: int) -> list[Upload]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from chunkd.catalog.base import Catalog, Usage, check_fields
+from chunkd.catalog.base import Catalog, Handoff, Totals, Usage, check_fields
 from chunkd.uploads.models import OPEN_STATES, Part, Upload, UploadState
 
 
@@ -15,6 +16,7 @@ class MemoryCatalog(Catalog):
         self._records: dict[str, Upload] = {}
         self._parts: dict[str, dict[int, Part]] = {}
         self._nonces: dict[str, float] = {}
+        self._handoffs: dict[str, tuple[Handoff, float]] = {}  # with its claimed-until time
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
@@ -48,11 +50,19 @@ class MemoryCatalog(Catalog):
                 return None
             updated = current.replace(**changes)
             self._records[upload_id] = updated
+            completed = updated.state is UploadState.COMPLETE is not current.state
+            if completed and not updated.partial and upload_id not in self._handoffs:
+                # what the SQL catalogs' trigger does, in the same step as the completion
+                self._handoffs[upload_id] = (
+                    Handoff(upload_id, "pending", 0, updated.updated_at),
+                    0.0,
+                )
             return updated
 
     async def delete(self, upload_id: str) -> bool:
         async with self._lock:
             self._parts.pop(upload_id, None)
+            self._handoffs.pop(upload_id, None)
             return self._records.pop(upload_id, None) is not None
 
     async def add_part(self, upload_id: str, part: Part) -> bool:
@@ -99,6 +109,82 @@ class MemoryCatalog(Catalog):
             for nonce in old:
                 del self._nonces[nonce]
             return len(old)
+
+    async def list_uploads(
+        self,
+        *,
+        owner: str | None = None,
+        states: frozenset[UploadState] | None = None,
+        updated_before: float | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Upload]:
+        found = [
+            u
+            for u in self._records.values()
+            if (owner is None or u.owner == owner)
+            and (not states or u.state in states)
+            and (updated_before is None or u.updated_at < updated_before)
+            and (after is None or u.id > after)
+        ]
+        return sorted(found, key=lambda u: u.id)[:limit]
+
+    async def totals(self) -> list[Totals]:
+        groups: dict[tuple[str | None, UploadState], tuple[int, int]] = {}
+        for u in self._records.values():
+            count, size = groups.get((u.owner, u.state), (0, 0))
+            groups[(u.owner, u.state)] = (
+                count + 1,
+                size + (u.length if u.length is not None else u.offset),
+            )
+        ordered = sorted(groups.items(), key=lambda item: (item[0][0] or "", str(item[0][1])))
+        return [Totals(owner, state, count, size) for (owner, state), (count, size) in ordered]
+
+    async def get_handoff(self, upload_id: str) -> Handoff | None:
+        entry = self._handoffs.get(upload_id)
+        return None if entry is None else entry[0]
+
+    async def claim_handoffs(self, now: float, lease: float, limit: int) -> list[Handoff]:
+        async with self._lock:
+            due = sorted(
+                (h for h, claimed in self._handoffs.values()
+                 if h.state == "pending" and h.next_at <= now and claimed <= now),
+                key=lambda h: h.next_at,
+            )[:limit]  # fmt: skip
+            claimed = []
+            for handoff in due:
+                taken = dataclasses.replace(handoff, attempts=handoff.attempts + 1)
+                self._handoffs[handoff.upload_id] = (taken, now + lease)
+                claimed.append(taken)
+            return claimed
+
+    async def settle_handoff(
+        self,
+        upload_id: str,
+        *,
+        delivered: bool,
+        now: float,
+        next_at: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        async with self._lock:
+            entry = self._handoffs.get(upload_id)
+            if entry is None:
+                return
+            if delivered:
+                state, due = "delivered", now
+            else:
+                state, due = ("pending", next_at) if next_at is not None else ("failed", now)
+            self._handoffs[upload_id] = (
+                dataclasses.replace(
+                    entry[0],
+                    state=state,
+                    next_at=due,
+                    last_error=error,
+                    delivered_at=now if delivered else None,
+                ),
+                0.0,
+            )
 
     async def list_by_state(self, states: frozenset[UploadState], limit: int) -> list[Upload]:
         found = [u for u in self._records.values() if u.state in states]

@@ -15,10 +15,11 @@ from typing import Any
 import aiosqlite
 
 from chunkd.catalog import codec, migrations
-from chunkd.catalog.base import Catalog, Usage, check_fields
+from chunkd.catalog.base import Catalog, Handoff, Totals, Usage, check_fields
 from chunkd.uploads.models import Part, Upload, UploadState
 
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in codec.COLUMNS)
+_HANDOFF = '"upload_id", "state", "attempts", "next_at", "last_error", "delivered_at"'
 
 
 def _mapping(row: Any) -> Mapping[str, Any]:
@@ -166,6 +167,80 @@ class SqliteCatalog(Catalog):
             'DELETE FROM nonces WHERE "expires_at" < ? RETURNING 1', (now,)
         )
         return len(list(rows))
+
+    async def list_uploads(
+        self,
+        *,
+        owner: str | None = None,
+        states: frozenset[UploadState] | None = None,
+        updated_before: float | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Upload]:
+        conditions: list[str] = ["1 = 1"]
+        values: list[object] = []
+        if owner is not None:
+            conditions.append('"owner" = ?')
+            values.append(owner)
+        if states:
+            conditions.append(f'"state" IN ({", ".join("?" for _ in states)})')
+            values.extend(sorted(str(state) for state in states))
+        if updated_before is not None:
+            conditions.append('"updated_at" < ?')
+            values.append(updated_before)
+        if after is not None:
+            conditions.append('"id" > ?')
+            values.append(after)
+        rows = await self.db.execute_fetchall(
+            f"SELECT {_COLUMN_LIST} FROM uploads WHERE {' AND '.join(conditions)} "
+            'ORDER BY "id" LIMIT ?',
+            (*values, limit),
+        )
+        return [codec.decode(_mapping(row)) for row in rows]
+
+    async def totals(self) -> list[Totals]:
+        rows = await self.db.execute_fetchall(
+            'SELECT "owner", "state", COUNT(*), COALESCE(SUM(COALESCE("length", "offset")), 0) '
+            'FROM uploads GROUP BY "owner", "state" ORDER BY "owner", "state"'
+        )
+        return [Totals(row[0], UploadState(row[1]), int(row[2]), int(row[3])) for row in rows]
+
+    async def get_handoff(self, upload_id: str) -> Handoff | None:
+        rows = await self.db.execute_fetchall(
+            f"SELECT {_HANDOFF} FROM handoffs WHERE upload_id = ?", (upload_id,)
+        )
+        for row in rows:
+            return Handoff(*row)
+        return None
+
+    async def claim_handoffs(self, now: float, lease: float, limit: int) -> list[Handoff]:
+        rows = await self.db.execute_fetchall(
+            'UPDATE handoffs SET "claimed_until" = ?, "attempts" = "attempts" + 1 '
+            'WHERE "upload_id" IN (SELECT "upload_id" FROM handoffs WHERE "state" = ? '
+            'AND "next_at" <= ? AND "claimed_until" <= ? ORDER BY "next_at" LIMIT ?) '
+            f"RETURNING {_HANDOFF}",
+            (now + lease, "pending", now, now, limit),
+        )
+        return [Handoff(*row) for row in rows]
+
+    async def settle_handoff(
+        self,
+        upload_id: str,
+        *,
+        delivered: bool,
+        now: float,
+        next_at: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        if delivered:
+            state, due = "delivered", now
+        else:
+            state, due = ("pending", next_at) if next_at is not None else ("failed", now)
+        await self.db.execute(
+            'UPDATE handoffs SET "state" = ?, "next_at" = ?, "claimed_until" = 0, '
+            '"last_error" = ?, "delivered_at" = ? WHERE "upload_id" = ?',
+            (state, due, error, now if delivered else None, upload_id),
+        )
 
     async def list_by_state(self, states: frozenset[UploadState], limit: int) -> list[Upload]:
         marks = ", ".join("?" for _ in states)

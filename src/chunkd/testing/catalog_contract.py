@@ -183,5 +183,73 @@ class CatalogContract:
         assert await catalog.purge_nonces(200.0) == 1
         assert await catalog.claim_nonce("n2", 300.0) is False
 
+    async def test_completion_writes_one_handoff_in_the_same_step(self, catalog: Catalog) -> None:
+        upload = make_upload(state=UploadState.VERIFYING, updated_at=150.0)
+        part = make_upload(state=UploadState.VERIFYING, partial=True)
+        for record in (upload, part):
+            await catalog.insert(record)
+        assert await catalog.get_handoff(upload.id) is None
+        done = {"state": UploadState.COMPLETE}
+        assert await catalog.compare_and_set(upload.id, {"state": UploadState.VERIFYING}, done)
+        assert await catalog.compare_and_set(part.id, {"state": UploadState.VERIFYING}, done)
+        handoff = await catalog.get_handoff(upload.id)
+        assert handoff is not None and (handoff.state, handoff.attempts) == ("pending", 0)
+        assert await catalog.get_handoff(part.id) is None  # partial uploads are not handed on
+        await catalog.compare_and_set(upload.id, {}, {"updated_at": 160.0})  # no second one
+        assert len(await catalog.claim_handoffs(1000.0, 30.0, 10)) == 1
+
+    async def test_handoffs_are_claimed_once_and_settled(self, catalog: Catalog) -> None:
+        uploads = [make_upload(state=UploadState.VERIFYING, updated_at=100.0) for _ in range(3)]
+        for upload in uploads:
+            await catalog.insert(upload)
+            await catalog.compare_and_set(upload.id, {}, {"state": UploadState.COMPLETE})
+        first, second = await asyncio.gather(
+            catalog.claim_handoffs(200.0, 30.0, 10), catalog.claim_handoffs(200.0, 30.0, 10)
+        )
+        assert len(first) + len(second) == 3  # every due hand-off to exactly one claimant
+        assert await catalog.claim_handoffs(210.0, 30.0, 10) == []  # still claimed
+        one, two, three = (u.id for u in uploads)
+        await catalog.settle_handoff(one, delivered=True, now=220.0)
+        await catalog.settle_handoff(two, delivered=False, now=220.0, next_at=300.0, error="503")
+        await catalog.settle_handoff(three, delivered=False, now=220.0, error="gave up")
+        assert (await catalog.get_handoff(one) or first[0]).state == "delivered"
+        retry = await catalog.get_handoff(two)
+        assert retry is not None and (retry.state, retry.last_error) == ("pending", "503")
+        assert (await catalog.get_handoff(three) or first[0]).state == "failed"
+        assert await catalog.claim_handoffs(250.0, 30.0, 10) == []
+        again = await catalog.claim_handoffs(300.0, 30.0, 10)
+        assert [h.upload_id for h in again] == [two] and again[0].attempts == 2
+
+    async def test_list_uploads_filters_and_pages(self, catalog: Catalog) -> None:
+        uploads = [
+            make_upload(owner="ann", state=UploadState.RECEIVING, updated_at=10.0),
+            make_upload(owner="ann", state=UploadState.COMPLETE, updated_at=20.0),
+            make_upload(owner="bob", state=UploadState.COMPLETE, updated_at=30.0),
+        ]
+        for upload in uploads:
+            await catalog.insert(upload)
+        complete = await catalog.list_uploads(states=frozenset({UploadState.COMPLETE}))
+        assert {u.id for u in complete} == {uploads[1].id, uploads[2].id}
+        assert [u.id for u in await catalog.list_uploads(owner="bob")] == [uploads[2].id]
+        assert len(await catalog.list_uploads(updated_before=25.0)) == 2
+        ordered = sorted(u.id for u in uploads)
+        page = await catalog.list_uploads(limit=2)
+        assert [u.id for u in page] == ordered[:2]
+        rest = await catalog.list_uploads(after=page[-1].id, limit=2)
+        assert [u.id for u in rest] == ordered[2:]
+
+    async def test_totals_by_owner_and_state(self, catalog: Catalog) -> None:
+        for upload in (
+            make_upload(owner="ann", length=10),
+            make_upload(owner="ann", length=5),
+            make_upload(owner="ann", length=7, state=UploadState.COMPLETE),
+        ):
+            await catalog.insert(upload)
+        totals = {(t.owner, t.state): (t.uploads, t.bytes) for t in await catalog.totals()}
+        assert totals == {
+            ("ann", UploadState.RECEIVING): (2, 15),
+            ("ann", UploadState.COMPLETE): (1, 7),
+        }
+
     async def test_ping(self, catalog: Catalog) -> None:
         await catalog.ping()
