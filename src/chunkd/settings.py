@@ -100,6 +100,17 @@ class Settings(BaseSettings):
     # at most this many per instance, beyond which a request waits, then answers 423.
     postgres_lock_connections: int = Field(100, ge=1, le=10000)
 
+    # Bytes: local disk in data_dir (one instance), or an S3-compatible store (AWS, MinIO, Ceph
+    # RGW, R2) shared by many instances. Without keys, boto3's own chain (environment, profile,
+    # instance role) is used.
+    storage: Literal["local", "s3"] = "local"
+    s3_endpoint: str | None = None  # e.g. http://127.0.0.1:9000 (MinIO); unset: AWS itself
+    s3_region: str | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str = ""  # keys are <prefix><upload id>; tails go under <prefix>.tails/
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+
     @field_validator(
         "expiry",
         "sweep_interval",
@@ -174,6 +185,12 @@ class Settings(BaseSettings):
     def _postgres_needs_a_dsn(self) -> Settings:
         if self.catalog == "postgres" and self.postgres_dsn is None:
             raise ValueError("catalog postgres needs postgres_dsn (CHUNKD_POSTGRES_DSN)")
+        return self
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Settings:
+        if self.storage == "s3" and not self.s3_bucket:
+            raise ValueError("storage s3 needs s3_bucket (CHUNKD_S3_BUCKET)")
         return self
 
     @property

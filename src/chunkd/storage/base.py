@@ -53,6 +53,15 @@ class ByteWriter(ABC):
 
 
 class Storage(ABC):
+    #: The smallest part, all but the last, this backend can store as one piece (S3: 5 MiB).
+    #: The service chooses REST part sizes of at least this and passes the size to
+    #: :meth:`create`.
+    min_part_size: int = 1
+    #: Whether :meth:`SupportsDownload.read` works before :meth:`finish`. An S3 multipart
+    #: upload's parts cannot be read until it is completed, so there the service finishes first
+    #: and then hashes and inspects the sealed bytes (deleting them if refused).
+    readable_before_finish: bool = True
+
     async def __aenter__(self) -> Self:
         await self.open()
         return self
@@ -78,8 +87,14 @@ class Storage(ABC):
         """Raise if the backend cannot be reached."""
 
     @abstractmethod
-    async def create(self, upload_id: str, length: int | None) -> Handle:
-        """Make room for a new upload and return its handle."""
+    async def create(
+        self, upload_id: str, length: int | None, part_size: int | None = None
+    ) -> Handle:
+        """Make room for a new upload and return its handle.
+
+        ``part_size`` is given for a REST session: part *n* will be written at
+        ``n * part_size``, in any order and in parallel, each part whole but the last.
+        """
 
     @abstractmethod
     def open_writer(

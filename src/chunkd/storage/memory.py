@@ -49,7 +49,9 @@ class MemoryStorage(Storage, SupportsDownload, SupportsConcatenation):
     async def ping(self) -> None:
         pass
 
-    async def create(self, upload_id: str, length: int | None) -> Handle:
+    async def create(
+        self, upload_id: str, length: int | None, part_size: int | None = None
+    ) -> Handle:
         self.blobs[upload_id] = bytearray()
         return {"key": upload_id}
 
