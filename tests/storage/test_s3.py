@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import secrets
@@ -359,3 +360,25 @@ async def test_from_settings(moto: MotoServer, tmp_path: Path) -> None:
         assert await storage.delete(handle) == 0
     with pytest.raises(SettingsError, match="s3_bucket"):
         load_settings(storage="s3")
+
+
+@pytest.mark.parametrize("delay", [0.01, 0.05, 0.15])
+async def test_a_cancelled_request_keeps_what_it_counted(storage: S3Storage, delay: float) -> None:
+    data = os.urandom(4 * PART + 100)
+    handle = await storage.create(secrets.token_hex(8), len(data))
+    writer = storage.open_writer(handle, 0)
+
+    async def feed() -> None:
+        for start in range(0, len(data), 1000):
+            await writer.write(data[start : start + 1000])
+
+    task = asyncio.create_task(feed())
+    await asyncio.sleep(delay)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    acked = await writer.flush(durable=True)  # what the service would acknowledge
+    await writer.close()
+    assert await write(storage, handle, acked, data[acked:]) == len(data)
+    handle = await storage.finish(handle, len(data))
+    assert await read_all(storage, handle, 0, len(data)) == data

@@ -36,7 +36,8 @@ class S3Writer(ByteWriter):
         self._dirty = False  # the spool holds bytes its tail object does not
         self._batch: list[bytes] = []
         self._batched = 0
-        self._pending: asyncio.Future[None] | None = None
+        self._absorbing: asyncio.Future[None] | None = None  # a batch going to the spool
+        self._pending: asyncio.Future[None] | None = None  # the last part's upload
 
     def _part_end(self) -> int:
         end = (self._index + 1) * self._size
@@ -63,12 +64,14 @@ class S3Writer(ByteWriter):
         self._position += len(chunk)
 
     async def _open_spool(self) -> Spool:
-        """The spool of the current part, with its prefix from the tail object on a resume."""
+        """The spool of the current part, with its prefix from the tail object on a resume.
+
+        Kept only once whole, so a load cut short by a cancellation is simply done again.
+        """
         from chunkd.storage.s3 import MissingBytes, Spool
 
         if self._spool is None:
             spool = Spool(self._storage.spool_dir)
-            self._spool = spool
             if self._resume:
                 tail = f"{self._tails}{self._index + 1}"
                 try:
@@ -76,20 +79,35 @@ class S3Writer(ByteWriter):
                         await self._storage.run(spool.append, chunk)
                 except NoSuchKey:
                     pass
+                except BaseException:
+                    spool.close()
+                    raise
                 if spool.size != self._resume:
+                    spool.close()
                     raise MissingBytes(f"{self._key}: {self._resume} bytes of {tail} are gone")
                 self._resume = 0
+            self._spool = spool
         return self._spool
 
     async def _submit(self) -> None:
+        await self._absorbed()
         if not self._batch:
             return
         first = self._position - self._batched  # a batch is all below a length or all past it
         storable = self._length is None or first < self._length
-        batch, self._batch, self._batched = self._batch, [], 0
         spool = await self._open_spool() if storable else None
-        await self._storage.run(self._absorb, spool, batch)
+        batch, self._batch, self._batched = self._batch, [], 0
         self._dirty = self._dirty or spool is not None
+        self._absorbing = self._storage.run(self._absorb, spool, batch)
+        await self._absorbed()
+
+    async def _absorbed(self) -> None:
+        """Wait for the batch being written to the spool. Shielded, like every wait here: if
+        the request is cancelled meanwhile (a release request, an idle timeout), the work stays
+        tracked and ``flush`` still waits for it, so nothing counted is left behind."""
+        if self._absorbing is not None:
+            await asyncio.shield(self._absorbing)
+            self._absorbing = None
 
     def _absorb(self, spool: Spool | None, batch: list[bytes]) -> None:
         for observe in self._observers:
@@ -100,17 +118,27 @@ class S3Writer(ByteWriter):
                 spool.append(chunk)
 
     async def _seal(self) -> None:
-        """The current part is whole: upload it while the next one is gathered."""
+        """The current part is whole: upload it while the next one is gathered.
+
+        The upload task is created before any wait, so a cancellation cannot drop the part;
+        it waits for the previous part, and so does this call: one upload in flight.
+        """
         await self._submit()
         spool, number = await self._open_spool(), self._index + 1
         self._spool, self._dirty, self._index = None, False, self._index + 1
-        await self._settle()
-        self._pending = asyncio.ensure_future(self._upload_part(spool, number))
+        previous = self._pending
+        self._pending = asyncio.ensure_future(self._upload_part(previous, spool, number))
+        if previous is not None:
+            await asyncio.shield(previous)
 
-    async def _upload_part(self, spool: Spool, number: int) -> None:
+    async def _upload_part(
+        self, previous: asyncio.Future[None] | None, spool: Spool, number: int
+    ) -> None:
         from chunkd.storage.s3 import S3_MAX_PARTS
 
         try:
+            if previous is not None:
+                await previous
             if number > S3_MAX_PARTS:
                 raise ValueError(f"{self._key}: part {number} is over S3's {S3_MAX_PARTS}")
             storage = self._storage
@@ -121,14 +149,15 @@ class S3Writer(ByteWriter):
             spool.close()
 
     async def _settle(self) -> None:
-        """Wait for the part upload in flight; shielded, like the local writer, so a cancelled
-        request still lets ``flush`` and ``close`` wait for it."""
+        await self._absorbed()
         if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await asyncio.shield(pending)
+            await asyncio.shield(self._pending)
+            self._pending = None
 
     async def flush(self, *, durable: bool) -> int:
         await self._submit()
+        if self._spool is not None and self._position == self._part_end():
+            await self._seal()  # whole, but a cancellation came between gathering and sealing
         await self._settle()
         spool = self._spool
         if spool is not None and self._dirty:
