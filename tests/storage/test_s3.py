@@ -18,7 +18,8 @@ import pytest
 
 from chunkd.settings import SettingsError, load_settings
 from chunkd.storage.s3 import MissingBytes, NotReadable, S3Storage, part_size_for
-from chunkd.storage.s3api import BotoS3API, PartInfo, S3Error, crc32c_base64
+from chunkd.storage.s3api import PartInfo, S3Error, crc32c_base64
+from chunkd.storage.s3boto import BotoS3API
 from chunkd.testing.s3 import MotoServer, running_moto
 from chunkd.testing.storage_contract import StorageContract, read_all, write
 

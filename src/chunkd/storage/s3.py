@@ -49,7 +49,8 @@ from chunkd.storage.base import (
     SupportsConcatenation,
     SupportsDownload,
 )
-from chunkd.storage.s3api import S3API, BotoS3API, NoSuchUpload, PartInfo
+from chunkd.storage.s3api import S3API, NoSuchUpload, PartInfo
+from chunkd.storage.s3boto import BotoS3API
 
 if TYPE_CHECKING:
     from chunkd.settings import Settings
@@ -173,7 +174,8 @@ class S3Storage(Storage, SupportsDownload, SupportsConcatenation):
         if self.spool_dir is not None:
             self.spool_dir.mkdir(parents=True, exist_ok=True)
         if self._api is None:
-            self._owned = BotoS3API(**self._boto_options)
+            # building a boto3 client reads its service model from disk: off the event loop
+            self._owned = await asyncio.to_thread(lambda: BotoS3API(**self._boto_options))
             self._api = self._owned
         self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="chunkd-spool")
         await self.api.head_bucket()  # wrong credentials, endpoint or bucket: fail at start
