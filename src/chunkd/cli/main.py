@@ -168,5 +168,14 @@ def sign(
     typer.echo(with_signature(f"{base}/files/{upload}", token))
 
 
+# the client's commands live in their own modules
+from chunkd.cli.queue import queue_app, sync  # noqa: E402
+from chunkd.cli.upload import upload  # noqa: E402
+
+app.command()(upload)
+app.command()(sync)
+app.add_typer(queue_app, name="queue")
+
+
 def main() -> None:
     app()
