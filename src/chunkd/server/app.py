@@ -113,6 +113,7 @@ def create_app(settings: Settings, service: UploadService | None = None) -> Fast
         openapi_url=f"{settings.base_path}/openapi.json",
         docs_url=f"{settings.base_path}/docs",
         redoc_url=None,
+        redirect_slashes=False,  # /uploads/<id>/ is no upload: 404, not a redirect
     )
     auth = Authenticator.from_settings(settings)
     app.state.auth = auth

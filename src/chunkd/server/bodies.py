@@ -39,6 +39,8 @@ def content_length(request: Request) -> int | None:
 _DONE = "chunkd.body_done"
 DRAIN_LIMIT = 8 * 1024 * 1024
 DRAIN_SECONDS = 5.0
+DRAIN_GRACE = 0.5
+DRAIN_RATE = 1024 * 1024  # bytes/s below which a draining body is given up on
 
 
 async def drain(request: Request) -> None:
@@ -53,10 +55,15 @@ async def drain(request: Request) -> None:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > DRAIN_LIMIT:
         return
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     read = 0
     with contextlib.suppress(RuntimeError, ClientDisconnect, TimeoutError):
-        async with asyncio.timeout(DRAIN_SECONDS):
+        async with asyncio.timeout(DRAIN_GRACE) as deadline:
             async for chunk in request.stream():
                 read += len(chunk)
-                if read > DRAIN_LIMIT:
-                    return
+                elapsed = loop.time() - started
+                if read > DRAIN_LIMIT or (elapsed > DRAIN_GRACE and read < DRAIN_RATE * elapsed):
+                    return  # too much, or a client too slow to be worth waiting for
+                # a body that pauses is not waited for either
+                deadline.reschedule(min(started + DRAIN_SECONDS, loop.time() + DRAIN_GRACE))

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from chunkd.exceptions import UploadLocked
+from chunkd.uploads.events import EXPIRED, Event
 from chunkd.uploads.models import UploadState
 from chunkd.uploads.service import UploadService
 
@@ -55,6 +56,7 @@ async def sweep(service: UploadService, *, batch: int = 500) -> SweepReport:
                 service.digests.forget(upload.id)
                 report.bytes_reclaimed += await service.storage.delete(upload.storage)
                 report.expired += 1
+                service.events.publish(Event(EXPIRED, upload.id, upload.owner))
         except UploadLocked:
             continue  # a request is writing to it right now, so it is not idle
     return report

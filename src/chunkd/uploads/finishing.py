@@ -15,6 +15,7 @@ from chunkd.catalog.base import Catalog
 from chunkd.exceptions import ChunkdError, DigestMismatch, ServiceUnavailable, error_record
 from chunkd.protocol.checksums import Hasher, new_hasher
 from chunkd.storage.base import Storage, SupportsDownload
+from chunkd.uploads.events import COMPLETED, FAILED, VERIFYING, Event, EventBus
 from chunkd.uploads.hashing import DigestCache
 from chunkd.uploads.inspection import Inspector
 from chunkd.uploads.models import Upload, UploadState
@@ -29,6 +30,7 @@ class Finisher:
         clock: Callable[[], float],
         inspector: Inspector,
         retention: float,
+        events: EventBus,
     ) -> None:
         self._catalog = catalog
         self._storage = storage
@@ -36,6 +38,7 @@ class Finisher:
         self._clock = clock
         self._inspector = inspector
         self._retention = retention  # how long a failed upload's record is kept
+        self._events = events
 
     async def finish(self, upload: Upload) -> Upload:
         if upload.state is UploadState.RECEIVING:
@@ -48,6 +51,8 @@ class Finisher:
                 current = await self._catalog.get(upload.id)
                 return current if current is not None else upload
             upload = claimed
+            if not upload.partial:
+                self._events.publish(Event(VERIFYING, upload.id, upload.owner))
         if upload.state is not UploadState.VERIFYING or upload.length is None:
             return upload
         digests = await self._settle_digests(upload, upload.length)
@@ -85,6 +90,9 @@ class Finisher:
                 "expires_at": upload.expires_at if upload.partial else None,
             },
         )
+        if done is not None and not done.partial:
+            data = {"size": done.length, "digests": digests, "sniffed_type": sniffed}
+            self._events.publish(Event(COMPLETED, done.id, done.owner, data))
         current = done or await self._catalog.get(upload.id)
         return current if current is not None else upload
 
@@ -105,6 +113,8 @@ class Finisher:
         if failed is not None:
             self._digests.forget(upload.id)
             await self._storage.delete(upload.storage)
+            data = {"code": error.code, "reason": error.message}
+            self._events.publish(Event(FAILED, upload.id, upload.owner, data))
         current = failed or await self._catalog.get(upload.id)
         return current if current is not None else upload
 

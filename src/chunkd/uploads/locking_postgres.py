@@ -28,6 +28,7 @@ then: every change is a compare-and-set in the catalog, which the lock only make
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -115,10 +116,17 @@ class PostgresLocker(Locker):
             server_settings={"application_name": "chunkd-locks", **_KEEPALIVES},
         )
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 10.0) -> None:
+        """Close the pool, after up to ``grace`` seconds for holders to let go; then any lock
+        still held is dropped with its session."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.close()
+            try:
+                async with asyncio.timeout(grace):
+                    await pool.close()
+            except TimeoutError:
+                log.warning("upload locks still held at close; ending their sessions")
+                pool.terminate()
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -196,19 +204,23 @@ class _Hold:
         tb: TracebackType | None,
     ) -> None:
         connection = self._connection
-        connection.remove_termination_listener(self._on_termination)
         holding, self._holding = self._holding, False
+        if self._lost or connection.is_closed():
+            return  # the pool took the dead connection back; its session holds no locks
         try:
-            if holding and not self._lost:
+            connection.remove_termination_listener(self._on_termination)
+            if holding:
                 await connection.execute(_UNLOCK, self._key, self._channel, _RELEASED)
-            if not connection.is_closed():
-                await connection.remove_listener(self._channel, self._on_notification)
+            await connection.remove_listener(self._channel, self._on_notification)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-            # The session is gone or unusable; a dead session holds no locks.
-            connection.terminate()
+            self._terminate()  # the session is unusable; a dead session holds no locks
         except BaseException:  # cancelled while letting go: end the session, which lets go
-            connection.terminate()
+            self._terminate()
             raise
+
+    def _terminate(self) -> None:
+        with contextlib.suppress(asyncpg.InterfaceError):  # already back in the pool
+            self._connection.terminate()
 
     def _on_notification(
         self,

@@ -77,6 +77,7 @@ async def receive(
     too_much: Callable[[], Exception],
     floor: RateFloor | None = None,
     screen: Screen | None = None,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> Received:
     """Write ``body`` at ``offset``; at most ``limit`` bytes, else ``too_much()`` is raised.
 
@@ -103,6 +104,8 @@ async def receive(
                     lease.touch()
                     if floor is not None:
                         floor.feed(len(chunk))
+                    if on_bytes is not None:
+                        on_bytes(received)
                 if screen is not None:
                     screen.end()
         except (TimeoutError, BodyInterrupted):

@@ -44,6 +44,7 @@ from chunkd.exceptions import (
 from chunkd.protocol.checksums import Checksum
 from chunkd.protocol.tus.headers import is_valid_upload_id
 from chunkd.storage.base import Storage, SupportsConcatenation
+from chunkd.uploads.events import ABORTED, CREATED, Event, EventBus, ProgressMeter
 from chunkd.uploads.finishing import Finisher
 from chunkd.uploads.hashing import DigestCache
 from chunkd.uploads.inspection import Inspector
@@ -87,6 +88,7 @@ class UploadService:
         locker: Locker | None = None,
         clock: Callable[[], float] = time.time,
         inspector: Inspector | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self.catalog = catalog
         self.storage = storage
@@ -95,8 +97,10 @@ class UploadService:
         self.clock = clock
         self.digests = DigestCache(self.config.digests)
         self.inspector = inspector or Inspector(ContentPolicy(None))
+        self.events = events or EventBus()
+        self.progress = ProgressMeter(self.events)
         self.finisher = Finisher(
-            catalog, storage, self.digests, clock, self.inspector, self.config.expiry
+            catalog, storage, self.digests, clock, self.inspector, self.config.expiry, self.events
         )
         self.sessions = Sessions(self)
         self._owner_locks: weakref.WeakValueDictionary[str | None, asyncio.Lock] = (
@@ -238,6 +242,10 @@ class UploadService:
         except BaseException:
             await self.storage.delete(handle)
             raise
+        if not partial:
+            self.events.publish(
+                Event(CREATED, upload.id, owner, {"size": length, **upload.metadata})
+            )
         return upload
 
     async def concatenate(
@@ -326,6 +334,9 @@ class UploadService:
                 too_much=lambda: self._too_much(upload),
                 floor=self.config.rate_floor(),
                 screen=screen,
+                on_bytes=lambda count: self.progress.update(
+                    upload.id, upload.owner, offset + count, upload.length
+                ),
             )
             if checksum is not None and (result.interrupted or not result.checksums_ok):
                 if result.interrupted:  # an unverifiable prefix counts for nothing
@@ -397,7 +408,9 @@ class UploadService:
                 expires_at=now + self.config.expiry,
             )
             self.digests.forget(upload_id)
+            self.progress.forget(upload_id)
             await self.storage.delete(upload.storage)
+            self.events.publish(Event(ABORTED, upload_id, upload.owner))
 
     async def recover(self) -> int:
         """Finish what a crash interrupted: uploads fully received but not yet complete."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from chunkd.exceptions import (
@@ -50,6 +50,9 @@ class Sessions:
     def __init__(self, service: UploadService) -> None:
         self._service = service
         self._frontiers: dict[str, asyncio.Lock] = {}
+        # live progress of session uploads: bytes of stored parts, and of parts in flight
+        self._stored: dict[str, int] = {}
+        self._inflight: dict[str, dict[int, int]] = {}
         self._tasks: set[asyncio.Task[Upload | None]] = set()
 
     async def create(
@@ -124,6 +127,7 @@ class Sessions:
             digest = hashlib.sha256()
             # part 0 holds the head of the file: its type is judged before it is stored
             screen = service.inspector.screen(upload, 0) if index == 0 else None
+            on_bytes = await self._progress_of(upload, index)
             result = await receive(
                 service.storage,
                 upload.storage,
@@ -138,7 +142,9 @@ class Sessions:
                 too_much=lambda: PartSizeMismatch(f"part {index} is longer than {size} bytes"),
                 floor=service.config.rate_floor(),
                 screen=screen,
+                on_bytes=on_bytes,
             )
+            self._inflight.get(upload_id, {}).pop(index, None)
             if result.too_slow:
                 raise RequestTooSlow(f"part {index} arrived too slowly; nothing was stored")
             if result.received != size:  # short or cut off: a part counts whole or not at all
@@ -150,6 +156,8 @@ class Sessions:
             part = Part(index, size, digest.hexdigest())
             if not await service.catalog.add_part(upload_id, part):
                 raise PartConflict(f"part {index} was stored by another request meanwhile")
+            if upload_id in self._stored:
+                self._stored[upload_id] += size
             now = service.clock()
             await service.catalog.compare_and_set(
                 upload_id,
@@ -162,6 +170,27 @@ class Sessions:
             )
         self._spawn_advance(upload_id)
         return part, True
+
+    async def _progress_of(self, upload: Upload, index: int) -> Callable[[int], None] | None:
+        """A byte counter for part ``index`` feeding the upload's progress events."""
+        meter = self._service.progress
+        if not self._service.events.subscribers:
+            return None
+        if upload.id not in self._stored:
+            parts = await self._service.catalog.list_parts(upload.id)
+            self._stored[upload.id] = sum(part.size for part in parts)
+        inflight = self._inflight.setdefault(upload.id, {})
+
+        def on_bytes(count: int) -> None:
+            inflight[index] = count
+            total = self._stored.get(upload.id, 0) + sum(inflight.values())
+            meter.update(upload.id, upload.owner, total, upload.length)
+
+        return on_bytes
+
+    def forget(self, upload_id: str) -> None:
+        self._stored.pop(upload_id, None)
+        self._inflight.pop(upload_id, None)
 
     async def _same_again(self, existing: Part, body: AsyncIterator[bytes], size: int) -> bool:
         """A part sent again: hash it without storing; the same bytes are a harmless retry."""
@@ -243,6 +272,7 @@ class Sessions:
                     )
                 upload = await self.advance(upload_id) or upload
                 upload = await service.finisher.finish(upload)
+                self.forget(upload_id)
             elif upload.state is UploadState.VERIFYING:
                 upload = await service.finisher.finish(upload)
             if upload.state is UploadState.FAILED:

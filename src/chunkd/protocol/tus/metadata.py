@@ -30,6 +30,9 @@ def parse_metadata(value: str | None) -> dict[str, str | None]:
         if key in result:
             raise InvalidMetadata(f"Upload-Metadata key {key!r} appears twice")
         result[key] = _decode_value(key, parts[1]) if len(parts) == 2 else None
+    name = result.get("filename")
+    if name is not None and (len(name) > 1024 or any(ord(char) < 32 for char in name)):
+        raise InvalidMetadata("the filename has control characters or is over 1024 characters")
     return result
 
 

@@ -16,7 +16,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from chunkd.exceptions import BadRequest, ChunkdError, StorageUnavailable, ValidationFailed
+from chunkd.exceptions import (
+    BadRequest,
+    ChunkdError,
+    RequestTooSlow,
+    StorageUnavailable,
+    ValidationFailed,
+)
 from chunkd.server.bodies import drain
 from chunkd.server.rest.models import ErrorBody
 
@@ -54,7 +60,8 @@ def error_response(error: ChunkdError) -> JSONResponse:
 
 async def _chunkd_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, ChunkdError)
-    await drain(request)
+    if not isinstance(error, RequestTooSlow):  # draining a too-slow body is what it refused
+        await drain(request)
     return error_response(error)
 
 

@@ -155,7 +155,7 @@ def build_router(api: RestApi) -> APIRouter:
     async def create_upload(
         request: Request,
         complete: bool = Query(False, description="Store the body as the whole file now."),
-        filename: str | None = Query(None, max_length=1024),
+        filename: str | None = Query(None, max_length=1024, pattern=r"^[^\x00-\x1f]*$"),
         sha256: str | None = Query(None),
         crc32c: str | None = Query(None),
         md5: str | None = Query(None),
