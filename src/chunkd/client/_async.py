@@ -29,7 +29,10 @@ from chunkd.client._progress import ProgressCallback
 from chunkd.client._retry import RetryPolicy
 from chunkd.client._state import ResumeState
 
-_CHUNK = 256 * 1024
+_CHUNK = 1024 * 1024
+# a part up to this size goes out in one write (progress counts it when it is acknowledged);
+# a larger one is streamed in chunks so progress moves while it is sent
+_STREAM_ABOVE = int(os.environ.get("CHUNKD_STREAM_ABOVE", 64 * 1024 * 1024))
 
 
 class AsyncClient:
@@ -142,7 +145,10 @@ class _Runner:
         if request.body is not None:
             data, extra = await asyncio.to_thread(read_span, self.fd, request.body)
             headers.update(extra)
+            # always a generator: once sent, it drops the part's bytes, even if httpx objects
+            # that point at it linger in a reference cycle until the next gc pass
             content = self.chunks(data, streamed)
+            del data
         try:
             answer = await self.http.request(
                 request.method, request.url, headers=headers, json=request.json, content=content
@@ -155,6 +161,15 @@ class _Runner:
         return Response(answer.status_code, response_headers(answer.headers), answer.content)
 
     async def chunks(self, data: bytes, streamed: list[int]) -> AsyncIterator[bytes]:
+        if len(data) <= _STREAM_ABOVE:
+            if self.cancel.is_set():
+                raise Cancelled("the upload was cancelled")
+            size = len(data)
+            yield data
+            del data
+            streamed[0] += size
+            self.job.tracker.streamed(size)
+            return
         view = memoryview(data)
         for start in range(0, len(data), _CHUNK):
             if self.cancel.is_set():

@@ -31,7 +31,10 @@ from chunkd.client._progress import ProgressCallback
 from chunkd.client._retry import RetryPolicy
 from chunkd.client._state import ResumeState
 
-_CHUNK = 256 * 1024
+_CHUNK = 1024 * 1024
+# a part up to this size goes out in one write (progress counts it when it is acknowledged);
+# a larger one is streamed in chunks so progress moves while it is sent
+_STREAM_ABOVE = int(os.environ.get("CHUNKD_STREAM_ABOVE", 64 * 1024 * 1024))
 
 
 class Client:
@@ -143,7 +146,10 @@ class _Runner:
         if request.body is not None:
             data, extra = read_span(self.fd, request.body)
             headers.update(extra)
+            # always a generator: once sent, it drops the part's bytes, even if httpx objects
+            # that point at it linger in a reference cycle until the next gc pass
             content = self.chunks(data, streamed)
+            del data
         try:
             answer = self.http.request(
                 request.method, request.url, headers=headers, json=request.json, content=content
@@ -156,6 +162,15 @@ class _Runner:
         return Response(answer.status_code, response_headers(answer.headers), answer.content)
 
     def chunks(self, data: bytes, streamed: list[int]) -> Iterator[bytes]:
+        if len(data) <= _STREAM_ABOVE:
+            if self.stopped():
+                raise Cancelled("the upload was cancelled")
+            size = len(data)
+            yield data
+            del data
+            streamed[0] += size
+            self.job.tracker.streamed(size)
+            return
         view = memoryview(data)
         for start in range(0, len(data), _CHUNK):
             if self.stopped():
