@@ -36,7 +36,8 @@ def test_flags_beat_environment_beat_defaults(monkeypatch: pytest.MonkeyPatch) -
         ({"expiry": "0s"}, {}, "invalid setting --expiry: a duration must be positive"),
         ({"base_path": "api"}, {}, "invalid setting --base-path"),
         ({"digests": "sha256,whirlpool"}, {}, "invalid setting --digests: unknown digest"),
-        ({"server": "gunicorn"}, {}, "invalid setting --server"),
+        ({"asgi_server": "gunicorn"}, {}, "invalid setting --server"),
+        ({}, {"CHUNKD_ASGI_SERVER": "gunicorn"}, "invalid setting CHUNKD_ASGI_SERVER"),
     ],
 )
 def test_bad_settings_say_which_and_why(
@@ -62,3 +63,19 @@ def test_digests_none_and_base_path() -> None:
     settings = load_settings(digests="none", base_path="/api/")
     assert settings.digests == []
     assert settings.files_path == "/api/files/"
+
+
+def test_postgres_catalog_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().catalog == "sqlite"
+    monkeypatch.setenv("CHUNKD_CATALOG", "postgres")
+    with pytest.raises(SettingsError, match="catalog postgres needs postgres_dsn"):
+        load_settings()
+    monkeypatch.setenv("CHUNKD_POSTGRES_DSN", "postgresql://u:pw-k7q2@db:5432/chunkd")
+    monkeypatch.setenv("CHUNKD_POSTGRES_POOL_SIZE", "20")
+    settings = load_settings()
+    assert settings.postgres_dsn is not None
+    assert settings.postgres_dsn.get_secret_value().endswith("@db:5432/chunkd")
+    assert "pw-k7q2" not in repr(settings)  # the password never reaches a log line
+    assert (settings.postgres_pool_size, settings.postgres_lock_connections) == (20, 100)
+    with pytest.raises(SettingsError, match="invalid setting --catalog"):
+        load_settings(catalog="mysql")

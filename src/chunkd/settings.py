@@ -58,7 +58,8 @@ class Settings(BaseSettings):
     behind_proxy: bool = False
     fsync: bool = True
     digests: CommaList = ["sha256"]
-    server: Literal["uvicorn", "granian"] = "granian"
+    # CHUNKD_SERVER is the client's server URL; the server's own HTTP engine is asgi_server
+    asgi_server: Literal["uvicorn", "granian"] = "granian"
     # Memory per upload in flight: the server's socket read buffer (granian) and the batch
     # the writer collects before handing it to a disk thread (two per upload at most).
     read_buffer: ByteSize = Field(ByteSize(128 * 1024), ge=16 * 1024, le=16 * 1024 * 1024)
@@ -207,6 +208,9 @@ class Settings(BaseSettings):
         return f"{self.base_path}/files/"
 
 
+_FLAGS = {"asgi_server": "server"}  # settings whose serve flag has another name
+
+
 class SettingsError(Exception):
     """A setting is invalid; ``str()`` is one line naming it and why."""
 
@@ -231,6 +235,7 @@ def load_settings(**overrides: Any) -> Settings:
         if not first["loc"]:  # a rule across settings
             message = str(first["msg"]).removeprefix("Value error, ")
             raise SettingsError(f"invalid settings: {message}") from None
-        source = f"--{name.replace('_', '-')}" if name in given else f"CHUNKD_{name.upper()}"
+        flag = _FLAGS.get(name, name.replace("_", "-"))
+        source = f"--{flag}" if name in given else f"CHUNKD_{name.upper()}"
         message = str(first["msg"]).removeprefix("Value error, ")
         raise SettingsError(f"invalid setting {source}: {message}") from None

@@ -73,7 +73,7 @@ def serve(
     settings = _settings(
         host=host, port=port, data_dir=data_dir, max_size=max_size, expiry=expiry,
         cors_origins=cors_origins, base_path=base_path, behind_proxy=behind_proxy, fsync=fsync,
-        digests=digests, server=server, log_level=log_level, log_format=log_format,
+        digests=digests, asgi_server=server, log_level=log_level, log_format=log_format,
         jwt_public_key=jwt_public_key, jwks_file=jwks_file, jwt_issuer=jwt_issuer,
         jwt_audience=jwt_audience, jwt_tenant_claim=jwt_tenant_claim, insecure=insecure,
     )  # fmt: skip

@@ -17,6 +17,7 @@ from chunkd import __version__
 from chunkd.catalog.sqlite import SqliteCatalog
 from chunkd.protocol.tus.constants import EXPOSED_HEADERS, REQUEST_HEADERS
 from chunkd.server.auth import Authenticator
+from chunkd.server.events import build_events_router
 from chunkd.server.logs import AccessLog
 from chunkd.server.middleware import MethodOverride, RequestId
 from chunkd.server.rest import errors as rest_errors
@@ -121,9 +122,9 @@ def create_app(settings: Settings, service: UploadService | None = None) -> Fast
     app.state.service = service
     app.router.routes.extend(tus_routes(settings.files_path))
     rest_errors.install(app)
-    app.include_router(
-        build_router(RestApi(settings.base_path, settings.files_path, settings.behind_proxy))
-    )
+    rest_api = RestApi(settings.base_path, settings.files_path, settings.behind_proxy)
+    app.include_router(build_router(rest_api))
+    app.include_router(build_events_router(rest_api, settings.base_path))
     app.include_router(
         build_signing_router(settings.base_path, settings.files_path, settings.behind_proxy)
     )

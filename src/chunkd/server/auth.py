@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
 from chunkd.auth.identity import ANONYMOUS, UPLOAD, Identity
 from chunkd.auth.signing import PARAMETER, UrlSigner, with_signature
@@ -81,7 +81,7 @@ class Authenticator:
         return self.tokens is None
 
     async def identify(
-        self, request: Request, *, upload_id: str | None = None, scope: str = UPLOAD
+        self, request: HTTPConnection, *, upload_id: str | None = None, scope: str = UPLOAD
     ) -> Identity:
         """The caller's identity for this request, or ``Unauthorized`` / ``RateLimited``.
 
@@ -116,7 +116,7 @@ class Authenticator:
         token = self.signer.for_upload(upload_id, identity.owner, time.time() + self.signed_url_ttl)
         return with_signature(url, token)
 
-    def _resolve(self, request: Request, upload_id: str | None) -> Identity:
+    def _resolve(self, request: HTTPConnection, upload_id: str | None) -> Identity:
         authorization = request.headers.get("authorization")
         signature = request.query_params.get(PARAMETER)
         if authorization is not None:
@@ -134,7 +134,7 @@ class Authenticator:
             return ANONYMOUS
         raise Unauthorized("authentication required")
 
-    def _address(self, request: Request) -> str:
+    def _address(self, request: HTTPConnection) -> str:
         if self._behind_proxy:
             forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
             if forwarded:

@@ -8,19 +8,29 @@ from chunkd.settings import Settings
 
 def run(settings: Settings) -> None:
     logs.configure(settings.log_level, settings.log_format)
-    if settings.server == "granian":
+    if settings.asgi_server == "granian":
         run_granian(settings)
     else:
         run_uvicorn(settings)
 
 
 def run_uvicorn(settings: Settings) -> None:
+    from typing import Any
+
     import uvicorn
 
     from chunkd.server.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # let requests reading a body save what they received before uvicorn waits
+            app.state.service.begin_shutdown()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         http=_keep_body_protocol(),
@@ -32,6 +42,7 @@ def run_uvicorn(settings: Settings) -> None:
         access_log=False,  # chunkd.server.logs.AccessLog writes one line per request
         timeout_graceful_shutdown=30,
     )
+    Server(config).run()
 
 
 def run_granian(settings: Settings) -> None:
@@ -48,8 +59,9 @@ def run_granian(settings: Settings) -> None:
     from chunkd.server.app import create_app
 
     async def serve() -> None:
+        app = create_app(settings)
         server = Server(
-            create_app(settings),
+            app,
             address=settings.host,
             port=settings.port,
             interface=Interfaces.ASGI,
@@ -58,8 +70,13 @@ def run_granian(settings: Settings) -> None:
             log_level=LogLevels(settings.log_level),
         )
         loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            app.state.service.begin_shutdown()
+            server.stop()  # type: ignore[no-untyped-call]
+
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, server.stop)
+            loop.add_signal_handler(signum, stop)
         await server.serve()
 
     uvloop.run(serve())

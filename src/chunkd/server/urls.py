@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 
 _HOST = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})*"
@@ -67,7 +67,7 @@ def _has_port(host: str) -> bool:
     return ":" in host.rsplit("]", 1)[-1]
 
 
-def absolute_url(request: Request, path: str, behind_proxy: bool) -> str:
+def absolute_url(request: HTTPConnection, path: str, behind_proxy: bool) -> str:
     origin = public_origin(
         request.url.scheme, request.headers, request.scope.get("server"), behind_proxy=behind_proxy
     )

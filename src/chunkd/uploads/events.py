@@ -48,6 +48,12 @@ class Subscription:
         self._size = size
         self._ready = asyncio.Event()
         self.dropped = 0
+        self.closed = False
+
+    def close(self) -> None:
+        """The server is stopping: wake the reader, whose stream then ends."""
+        self.closed = True
+        self._ready.set()
 
     def wants(self, event: Event) -> bool:
         if self.upload_id is not None:
@@ -65,6 +71,8 @@ class Subscription:
     async def get(self, within: float | None = None) -> Event | None:
         """The next event, or ``None`` after ``within`` seconds without one."""
         while not self._events:
+            if self.closed:
+                return None
             self._ready.clear()
             try:
                 await asyncio.wait_for(self._ready.wait(), within)
@@ -83,6 +91,10 @@ class EventBus:
     @property
     def subscribers(self) -> int:
         return len(self._subscriptions)
+
+    def close(self) -> None:
+        for subscription in tuple(self._subscriptions):
+            subscription.close()
 
     def publish(self, event: Event) -> None:
         for subscription in tuple(self._subscriptions):

@@ -60,6 +60,10 @@ class Lease:
 
 
 class Locker(ABC):
+    def release_all(self) -> int:
+        """Ask every holder in this process to let go (shutdown); how many were asked."""
+        return 0
+
     @abstractmethod
     def hold(self, upload_id: str, *, wait: float) -> AbstractAsyncContextManager[Lease]:
         """An async context manager holding the upload's lock.
@@ -105,6 +109,15 @@ class MemoryLocker(Locker):
             entry.users -= 1
             if entry.users == 0:
                 del self._entries[upload_id]
+
+    def release_all(self) -> int:
+        """Ask every holder to let go (the server is stopping); returns how many were asked."""
+        asked = 0
+        for entry in self._entries.values():
+            if entry.lease is not None:
+                entry.lease.request_release()
+                asked += 1
+        return asked
 
     def held(self, upload_id: str) -> bool:
         entry = self._entries.get(upload_id)

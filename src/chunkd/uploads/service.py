@@ -412,6 +412,12 @@ class UploadService:
             await self.storage.delete(upload.storage)
             self.events.publish(Event(ABORTED, upload_id, upload.owner))
 
+    def begin_shutdown(self) -> int:
+        """The server is stopping: requests reading a body stop and save what they received,
+        event streams end. Returns how many requests were asked to stop."""
+        self.events.close()
+        return self.locker.release_all()
+
     async def recover(self) -> int:
         """Finish what a crash interrupted: uploads fully received but not yet complete."""
         finished = 0

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, Response
 
 from chunkd.auth.identity import Identity
@@ -43,7 +44,7 @@ _CREATE_SESSION_SCHEMA = CreateSession.model_json_schema(
 )
 
 
-def _service(request: Request) -> UploadService:
+def _service(request: HTTPConnection) -> UploadService:
     service: UploadService = request.app.state.service
     return service
 
@@ -67,10 +68,10 @@ class RestApi:
         self.files_path = files_path
         self.behind_proxy = behind_proxy
 
-    def url(self, request: Request, path: str) -> str:
+    def url(self, request: HTTPConnection, path: str) -> str:
         return absolute_url(request, path, self.behind_proxy)
 
-    async def status(self, request: Request, upload: Upload) -> UploadStatus:
+    async def status(self, request: HTTPConnection, upload: Upload) -> UploadStatus:
         parts, missing = await _service(request).sessions.received(upload)
         session = upload.is_session and upload.part_size is not None
         complete = upload.state is UploadState.COMPLETE

@@ -1,0 +1,125 @@
+"""Live upload events over Server-Sent Events and WebSocket.
+
+Every stream subscribes first and then sends the upload's current state, so nothing that
+happens in between is missed; then events follow as they happen (progress at most ten times a
+second), with a keep-alive comment every 15 s. A per-upload stream ends after the upload's
+final event (completed, failed, aborted, expired).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from starlette.responses import StreamingResponse
+
+from chunkd.exceptions import ChunkdError
+from chunkd.server.auth import Authenticator
+from chunkd.server.rest.errors import ERROR_RESPONSES
+from chunkd.server.rest.routes import RestApi
+from chunkd.uploads.events import FINAL, STATE, Event, Subscription
+from chunkd.uploads.service import UploadService
+
+KEEPALIVE = 15.0
+_SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+
+
+def _sse(kind: str, data: dict[str, Any]) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def _follow(
+    subscription: Subscription, first: dict[str, Any], *, until_final: bool
+) -> AsyncIterator[Event | None]:
+    """The events of a subscription; ``None`` when it is time for a keep-alive."""
+    if until_final and first.get("state") in ("complete", "failed", "aborted", "expired"):
+        return
+    while True:
+        event = await subscription.get(KEEPALIVE)
+        if subscription.closed and event is None:
+            return  # the server is stopping
+        yield event
+        if event is not None and until_final and event.type in FINAL:
+            return
+
+
+def build_events_router(api: RestApi, base_path: str) -> APIRouter:
+    router = APIRouter(prefix=base_path, tags=["events"], responses=ERROR_RESPONSES)
+
+    def parts(request: Request | WebSocket) -> tuple[Authenticator, UploadService]:
+        return request.app.state.auth, request.app.state.service
+
+    async def snapshot(
+        request: Request | WebSocket, upload_id: str, owner: str | None
+    ) -> dict[str, Any]:
+        _, service = parts(request)
+        upload = await service.get(upload_id, owner=owner)
+        status = await api.status(request, upload)
+        return {"type": STATE, "upload_id": upload.id, **status.model_dump(mode="json")}
+
+    @router.get(
+        "/uploads/{upload_id}/events",
+        response_class=StreamingResponse,
+        responses={200: {"content": _SSE, "description": "Server-Sent Events"}},
+        summary="Live events of one upload (Server-Sent Events)",
+    )
+    async def upload_events(request: Request, upload_id: str) -> StreamingResponse:
+        auth, service = parts(request)
+        owner = (await auth.identify(request, upload_id=upload_id)).owner
+        await service.get(upload_id, owner=owner)  # 404 before the stream starts
+
+        async def stream() -> AsyncIterator[str]:
+            with service.events.subscribe(upload_id=upload_id) as subscription:
+                first = await snapshot(request, upload_id, owner)
+                yield _sse(STATE, first)
+                async for event in _follow(subscription, first, until_final=True):
+                    yield ": keep-alive\n\n" if event is None else _sse(event.type, event.to_dict())
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=_NO_CACHE)
+
+    @router.get(
+        "/events",
+        response_class=StreamingResponse,
+        responses={200: {"content": _SSE, "description": "Server-Sent Events"}},
+        summary="Live events of all of the caller's uploads (Server-Sent Events)",
+    )
+    async def owner_events(request: Request) -> StreamingResponse:
+        auth, service = parts(request)
+        owner = (await auth.identify(request)).owner
+
+        async def stream() -> AsyncIterator[str]:
+            with service.events.subscribe(owner=owner) as subscription:
+                yield _sse(STATE, {"type": STATE, "owner": owner})
+                async for event in _follow(subscription, {}, until_final=False):
+                    yield ": keep-alive\n\n" if event is None else _sse(event.type, event.to_dict())
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=_NO_CACHE)
+
+    @router.websocket("/uploads/{upload_id}/ws")
+    async def upload_socket(websocket: WebSocket, upload_id: str) -> None:
+        auth, service = parts(websocket)
+        try:
+            owner = (await auth.identify(websocket, upload_id=upload_id)).owner
+            await service.get(upload_id, owner=owner)
+        except ChunkdError as error:
+            await websocket.close(code=4000 + error.status, reason=error.code)
+            return
+        await websocket.accept()
+        with service.events.subscribe(upload_id=upload_id) as subscription:
+            first = await snapshot(websocket, upload_id, owner)
+            await websocket.send_json(first)
+            try:
+                async for event in _follow(subscription, first, until_final=True):
+                    await websocket.send_json(
+                        {"type": "keep-alive"} if event is None else event.to_dict()
+                    )
+            except WebSocketDisconnect:
+                return
+        await websocket.close()
+
+    return router
+
+
+_NO_CACHE = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
