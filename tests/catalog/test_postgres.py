@@ -7,6 +7,7 @@ import asyncpg
 from chunkd.catalog import migrations
 from chunkd.catalog.postgres import PostgresCatalog, migrate
 from chunkd.testing.catalog_contract import make_upload
+from chunkd.uploads.models import UploadState
 
 
 def test_migrations_mirror_the_sqlite_ones() -> None:
@@ -73,3 +74,33 @@ async def test_the_pool_is_bounded_by_pool_size(postgres_dsn: str) -> None:
         assert catalog.pool.get_size() <= 2
         mode = await catalog.pool.fetchval("SHOW synchronous_commit")
         assert mode == "off"
+
+
+async def test_handoffs_are_claimed_once_across_instances(postgres_dsn: str) -> None:
+    # Two catalogs with their own pools are two servers; many claims race over 40 hand-offs.
+    async with (
+        PostgresCatalog(postgres_dsn, pool_size=4) as one,
+        PostgresCatalog(postgres_dsn, pool_size=4) as two,
+    ):
+        uploads = [make_upload(state=UploadState.VERIFYING) for _ in range(40)]
+        for upload in uploads:
+            await one.insert(upload)
+        completions = await asyncio.gather(
+            *(
+                catalog.compare_and_set(
+                    u.id, {"state": UploadState.VERIFYING}, {"state": UploadState.COMPLETE}
+                )
+                for u in uploads
+                for catalog in (one, two)  # both instances try to finish every upload
+            )
+        )
+        assert sum(c is not None for c in completions) == 40
+        claims = await asyncio.gather(
+            *(catalog.claim_handoffs(1000.0, 30.0, 3) for _ in range(10) for catalog in (one, two))
+        )
+        claimed = [h.upload_id for batch in claims for h in batch]
+        assert len(claimed) == len(set(claimed))  # nobody claimed one twice
+        claimed += [h.upload_id for h in await two.claim_handoffs(1000.0, 30.0, 100)]
+        assert sorted(claimed) == sorted(u.id for u in uploads)
+        count = await one.pool.fetchval("SELECT COUNT(*) FROM handoffs")
+        assert count == 40

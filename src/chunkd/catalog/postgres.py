@@ -30,11 +30,12 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from chunkd.catalog import codec, migrations
-from chunkd.catalog.base import Catalog, Usage, check_fields
+from chunkd.catalog.base import Catalog, Handoff, Totals, Usage, check_fields
 from chunkd.uploads.models import OPEN_STATES, Part, Upload, UploadState
 
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in codec.COLUMNS)
 _OPEN_STATES = sorted(str(state) for state in OPEN_STATES)
+_HANDOFF = '"upload_id", "state", "attempts", "next_at", "last_error", "delivered_at"'
 
 
 def advisory_key(name: str) -> int:
@@ -216,6 +217,90 @@ class PostgresCatalog(Catalog):
             now,
         )
         return int(purged)
+
+    async def list_uploads(
+        self,
+        *,
+        owner: str | None = None,
+        states: frozenset[UploadState] | None = None,
+        updated_before: float | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> list[Upload]:
+        conditions: list[str] = ["TRUE"]
+        args: list[Any] = []
+        if owner is not None:
+            args.append(owner)
+            conditions.append(f'"owner" = ${len(args)}')
+        if states:
+            args.append(sorted(str(state) for state in states))
+            conditions.append(f'"state" = ANY(${len(args)}::text[])')
+        if updated_before is not None:
+            args.append(updated_before)
+            conditions.append(f'"updated_at" < ${len(args)}')
+        if after is not None:
+            args.append(after)
+            conditions.append(f'"id" > ${len(args)}')
+        args.append(limit)
+        rows = await self.pool.fetch(
+            f"SELECT {_COLUMN_LIST} FROM uploads WHERE {' AND '.join(conditions)} "
+            f'ORDER BY "id" LIMIT ${len(args)}',
+            *args,
+        )
+        return [codec.decode(_mapping(row)) for row in rows]
+
+    async def totals(self) -> list[Totals]:
+        rows = await self.pool.fetch(
+            'SELECT "owner", "state", COUNT(*), COALESCE(SUM(COALESCE("length", "offset")), 0) '
+            'FROM uploads GROUP BY "owner", "state" ORDER BY "owner" NULLS FIRST, "state"'
+        )
+        return [Totals(row[0], UploadState(row[1]), int(row[2]), int(row[3])) for row in rows]
+
+    async def get_handoff(self, upload_id: str) -> Handoff | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {_HANDOFF} FROM handoffs WHERE upload_id = $1", upload_id
+        )
+        return None if row is None else Handoff(*row)
+
+    async def claim_handoffs(self, now: float, lease: float, limit: int) -> list[Handoff]:
+        # SKIP LOCKED: a claimant racing on another instance passes over the rows this one is
+        # claiming instead of waiting for them and then claiming them a second time; the
+        # repeated conditions re-check a row that changed since this statement's snapshot.
+        rows = await self.pool.fetch(
+            'UPDATE handoffs SET "claimed_until" = $1, "attempts" = "attempts" + 1 '
+            'WHERE "upload_id" IN (SELECT "upload_id" FROM handoffs WHERE "state" = $2 '
+            'AND "next_at" <= $3 AND "claimed_until" <= $3 ORDER BY "next_at" LIMIT $4 '
+            'FOR UPDATE SKIP LOCKED) AND "state" = $2 AND "claimed_until" <= $3 '
+            f"RETURNING {_HANDOFF}",
+            now + lease,
+            "pending",
+            now,
+            limit,
+        )
+        return [Handoff(*row) for row in rows]
+
+    async def settle_handoff(
+        self,
+        upload_id: str,
+        *,
+        delivered: bool,
+        now: float,
+        next_at: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        if delivered:
+            state, due = "delivered", now
+        else:
+            state, due = ("pending", next_at) if next_at is not None else ("failed", now)
+        await self.pool.execute(
+            'UPDATE handoffs SET "state" = $1, "next_at" = $2, "claimed_until" = 0, '
+            '"last_error" = $3, "delivered_at" = $4 WHERE "upload_id" = $5',
+            state,
+            due,
+            error,
+            now if delivered else None,
+            upload_id,
+        )
 
     async def list_by_state(self, states: frozenset[UploadState], limit: int) -> list[Upload]:
         rows = await self.pool.fetch(

@@ -2,8 +2,10 @@
 -- concat_parts, storage, digests) is kept as TEXT written by chunkd.catalog.codec, exactly as in
 -- SQLite, not as jsonb: jsonb rejects the escape \u0000 that tus metadata may legally carry, and
 -- the codec's canonical form (sorted keys) already makes equal values equal text.
+-- Ids compare bytewise (COLLATE "C"), as in SQLite and Python, whatever the database's locale:
+-- paging by id (list_uploads) must order them the same everywhere.
 CREATE TABLE uploads (
-    "id" TEXT PRIMARY KEY,
+    "id" TEXT COLLATE "C" PRIMARY KEY,
     "length" BIGINT,
     "offset" BIGINT NOT NULL DEFAULT 0,
     "owner" TEXT,
