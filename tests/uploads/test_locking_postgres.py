@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from chunkd.exceptions import UploadLocked
+from chunkd.uploads.locking import MemoryLocker
 from chunkd.uploads.locking_postgres import PostgresLocker, channel_name, lock_key
 
 
@@ -219,3 +220,22 @@ async def test_the_lock_is_freed_when_the_holding_process_is_killed(
         if process.returncode is None:
             process.kill()
         await process.wait()
+
+
+async def test_release_all_asks_this_instances_holders(
+    locker_a: PostgresLocker, locker_b: PostgresLocker
+) -> None:
+    async with (
+        locker_a.hold("a", wait=1) as first,
+        locker_a.hold("b", wait=1) as second,
+        locker_b.hold("c", wait=1) as other,
+    ):
+        assert locker_a.release_all() == 2  # the server is stopping: let go, save
+        assert first.release_requested and second.release_requested
+        assert not other.release_requested
+
+
+async def test_every_locker_opens_and_closes_with_the_service() -> None:
+    locker = MemoryLocker()
+    async with locker, locker.hold("u", wait=1):  # nothing to connect, but the same lifecycle
+        pass

@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
 
 from chunkd.exceptions import UploadLocked
 
@@ -60,6 +62,27 @@ class Lease:
 
 
 class Locker(ABC):
+    """Opened and closed with the service (``async with locker:``); in-process lockers need
+    neither, lockers backed by a server (PostgreSQL) connect and disconnect there."""
+
+    async def open(self) -> None:  # noqa: B027 - optional hook, nothing to open by default
+        """Connect to whatever coordinates the locks, if anything."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, nothing to close by default
+        """Let go of connections; locks still held are dropped with them."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
     def release_all(self) -> int:
         """Ask every holder in this process to let go (shutdown); how many were asked."""
         return 0

@@ -94,18 +94,6 @@ class PostgresLocker(Locker):
         self._local = MemoryLocker()
         self._pool: asyncpg.Pool | None = None
 
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
             self._dsn,
@@ -133,6 +121,10 @@ class PostgresLocker(Locker):
         if self._pool is None:
             raise RuntimeError("the locker is not open")
         return self._pool
+
+    def release_all(self) -> int:
+        """Ask every holder in this instance to let go (the server is stopping)."""
+        return self._local.release_all()
 
     def held(self, upload_id: str) -> bool:
         """Whether a request of this instance holds (or awaits) the upload's lock."""
