@@ -83,6 +83,14 @@ class Settings(BaseSettings):
     clamd: str | None = None
     scan_timeout: Duration = 120.0
 
+    # Hooks: http(s):// webhooks or python:module:function, told/asked about these events.
+    hooks: CommaList = []
+    hook_events: CommaList = []  # none: all of them
+    hook_secret: SecretStr | None = None  # signs webhook bodies (X-Chunkd-Signature)
+    hook_timeout: Duration = 10.0
+    hook_retry_base: Duration = 2.0
+    hook_max_attempts: int = Field(10, ge=1, le=1000)
+
     # Limits, per owner unless said otherwise; 0 turns a limit off.
     max_open_uploads: int = Field(1000, ge=0)
     max_bytes_in_flight: ByteSize = ByteSize(0)
@@ -120,13 +128,17 @@ class Settings(BaseSettings):
         "signed_url_ttl",
         "min_rate_window",
         "scan_timeout",
+        "hook_timeout",
+        "hook_retry_base",
         mode="before",
     )
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
 
-    @field_validator("cors_origins", "digests", "allowed_types", mode="before")
+    @field_validator(
+        "cors_origins", "digests", "allowed_types", "hooks", "hook_events", mode="before"
+    )
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         return _split(value)
@@ -147,6 +159,26 @@ class Settings(BaseSettings):
         value = value.rstrip("/")
         if value and (not value.startswith("/") or not re.fullmatch(r"(/[\w.~-]+)+", value)):
             raise ValueError("must be a URL path like /api (letters, digits, . _ ~ -)")
+        return value
+
+    @field_validator("hooks")
+    @classmethod
+    def _hook_targets(cls, value: list[str]) -> list[str]:
+        for target in value:
+            if not target.startswith(("http://", "https://", "python:")):
+                raise ValueError(
+                    f"hook {target!r}: give an http(s):// URL or python:module:function"
+                )
+        return value
+
+    @field_validator("hook_events")
+    @classmethod
+    def _hook_names(cls, value: list[str]) -> list[str]:
+        from chunkd.hooks.base import ALL
+
+        unknown = [name for name in value if name not in ALL]
+        if unknown:
+            raise ValueError(f"unknown hook event {unknown[0]!r}; choose from {', '.join(ALL)}")
         return value
 
     @field_validator("allowed_types")

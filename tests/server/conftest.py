@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from chunkd.catalog.memory import MemoryCatalog
-from chunkd.server.app import build_inspector, create_app, service_config
+from chunkd.server.app import build_hooks, build_inspector, create_app, service_config
 from chunkd.settings import Settings
 from chunkd.storage.base import Storage
 from chunkd.storage.memory import MemoryStorage
@@ -30,6 +30,7 @@ async def tus_client(
         storage or MemoryStorage(),
         service_config(config),
         inspector=build_inspector(config),
+        hooks=build_hooks(config),
     )
     app = create_app(config, service)
     async with service.catalog, service.storage:

@@ -15,6 +15,9 @@ from starlette.responses import JSONResponse
 
 from chunkd import __version__
 from chunkd.catalog.sqlite import SqliteCatalog
+from chunkd.hooks.base import ALL
+from chunkd.hooks.dispatcher import HandoffDispatcher, Hooks
+from chunkd.hooks.targets import build_hook
 from chunkd.protocol.tus.constants import EXPOSED_HEADERS, REQUEST_HEADERS
 from chunkd.server.auth import Authenticator
 from chunkd.server.events import build_events_router
@@ -59,6 +62,12 @@ def build_inspector(settings: Settings) -> Inspector:
     return Inspector(ContentPolicy(allowed_types(settings.allowed_types)), scanner)
 
 
+def build_hooks(settings: Settings) -> Hooks:
+    secret = settings.hook_secret.get_secret_value() if settings.hook_secret else None
+    hooks = [build_hook(target, secret, settings.hook_timeout) for target in settings.hooks]
+    return Hooks(hooks, frozenset(settings.hook_events or ALL))
+
+
 def build_service(settings: Settings) -> UploadService:
     data_dir = settings.data_dir.resolve()
     return UploadService(
@@ -67,6 +76,7 @@ def build_service(settings: Settings) -> UploadService:
         LocalStorage(data_dir, batch_size=int(settings.write_batch), writeback=settings.fsync),
         service_config(settings),
         inspector=build_inspector(settings),
+        hooks=build_hooks(settings),
     )
 
 
@@ -84,13 +94,25 @@ def create_app(settings: Settings, service: UploadService | None = None) -> Fast
             recovered = await service.recover()
             if recovered:
                 log.info("finished %d uploads interrupted by the last stop", recovered)
-            sweeper = asyncio.create_task(run_sweeper(service, settings.sweep_interval))
+            dispatcher = HandoffDispatcher(
+                service.catalog,
+                service.hooks,
+                retry_base=settings.hook_retry_base,
+                max_attempts=settings.hook_max_attempts,
+            )
+            tasks = [
+                asyncio.create_task(run_sweeper(service, settings.sweep_interval)),
+                asyncio.create_task(dispatcher.run()),
+            ]
             try:
                 yield
             finally:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                await service.hooks.close()
 
     middleware = [Middleware(RequestId), Middleware(AccessLog)]
     if settings.cors_origins:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 from chunkd.catalog.base import Catalog
 from chunkd.exceptions import ChunkdError, DigestMismatch, ServiceUnavailable, error_record
+from chunkd.hooks.base import PRE_FINISH
+from chunkd.hooks.dispatcher import Hooks, payload_of
 from chunkd.protocol.checksums import Hasher, new_hasher
 from chunkd.storage.base import Storage, SupportsDownload
 from chunkd.uploads.events import COMPLETED, FAILED, VERIFYING, Event, EventBus
@@ -31,6 +33,7 @@ class Finisher:
         inspector: Inspector,
         retention: float,
         events: EventBus,
+        hooks: Hooks,
     ) -> None:
         self._catalog = catalog
         self._storage = storage
@@ -39,6 +42,7 @@ class Finisher:
         self._inspector = inspector
         self._retention = retention  # how long a failed upload's record is kept
         self._events = events
+        self._hooks = hooks
 
     async def finish(self, upload: Upload) -> Upload:
         if upload.state is UploadState.RECEIVING:
@@ -71,6 +75,9 @@ class Finisher:
                     )
                 )
             sniffed = await self._inspector.inspect(self._storage, upload)
+            if not upload.partial and self._hooks.wants(PRE_FINISH):
+                proposal = {**payload_of(upload), "digests": digests, "sniffed_type": sniffed}
+                await self._hooks.ask(PRE_FINISH, proposal, upload.id)
         except ServiceUnavailable:
             return upload  # e.g. the scanner is down: stay verifying, retried by recovery
         except ChunkdError as error:

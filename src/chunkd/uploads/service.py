@@ -41,6 +41,8 @@ from chunkd.exceptions import (
     UploadTooLarge,
     error_from_record,
 )
+from chunkd.hooks.base import POST_CREATE, POST_RECEIVE, POST_TERMINATE, PRE_CREATE
+from chunkd.hooks.dispatcher import Hooks, payload_of
 from chunkd.protocol.checksums import Checksum
 from chunkd.protocol.tus.headers import is_valid_upload_id
 from chunkd.storage.base import Storage, SupportsConcatenation
@@ -89,6 +91,7 @@ class UploadService:
         clock: Callable[[], float] = time.time,
         inspector: Inspector | None = None,
         events: EventBus | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.catalog = catalog
         self.storage = storage
@@ -98,9 +101,17 @@ class UploadService:
         self.digests = DigestCache(self.config.digests)
         self.inspector = inspector or Inspector(ContentPolicy(None))
         self.events = events or EventBus()
+        self.hooks = hooks or Hooks([])
         self.progress = ProgressMeter(self.events)
         self.finisher = Finisher(
-            catalog, storage, self.digests, clock, self.inspector, self.config.expiry, self.events
+            catalog,
+            storage,
+            self.digests,
+            clock,
+            self.inspector,
+            self.config.expiry,
+            self.events,
+            self.hooks,
         )
         self.sessions = Sessions(self)
         self._owner_locks: weakref.WeakValueDictionary[str | None, asyncio.Lock] = (
@@ -221,6 +232,13 @@ class UploadService:
         expected_digests: dict[str, str] | None,
     ) -> Upload:
         upload_id = secrets.token_hex(16)
+        if not partial and self.hooks.wants(PRE_CREATE):
+            proposal = {"id": upload_id, "owner": owner, "size": length, "metadata": metadata}
+            answer = await self.hooks.ask(PRE_CREATE, proposal, upload_id)
+            if isinstance(answer.get("metadata"), dict):  # the hook may change the metadata
+                metadata = {
+                    str(k): None if v is None else str(v) for k, v in answer["metadata"].items()
+                }
         handle = await self.storage.create(upload_id, length)
         now = self.clock()
         upload = Upload(
@@ -246,6 +264,7 @@ class UploadService:
             self.events.publish(
                 Event(CREATED, upload.id, owner, {"size": length, **upload.metadata})
             )
+            self.hooks.tell(POST_CREATE, payload_of(upload), upload.id)
         return upload
 
     async def concatenate(
@@ -359,6 +378,8 @@ class UploadService:
                 **({"sniffed_type": screen.sniffed} if screen.sniffed else {}),
             )
             self.digests.commit(upload.id, new_offset, hashers)
+            if not upload.partial:
+                self.hooks.tell(POST_RECEIVE, payload_of(upload), upload.id, every=1.0)
             if upload.is_finished:
                 upload = await self.finisher.finish(upload)
                 if upload.state is UploadState.FAILED and upload.error:
@@ -411,6 +432,7 @@ class UploadService:
             self.progress.forget(upload_id)
             await self.storage.delete(upload.storage)
             self.events.publish(Event(ABORTED, upload_id, upload.owner))
+            self.hooks.tell(POST_TERMINATE, payload_of(upload), upload_id)
 
     def begin_shutdown(self) -> int:
         """The server is stopping: requests reading a body stop and save what they received,

@@ -87,6 +87,16 @@ class UploadStatus(BaseModel):
     updated_at: datetime
     expires_at: datetime | None
     location: str | None = Field(description="Where to download the file, once complete.")
+    handoff: HandoffStatus | None = Field(
+        None, description="The hand-off to processing, once the upload is complete."
+    )
+
+
+class HandoffStatus(BaseModel):
+    state: str = Field(description="pending, delivered, or failed (after the last try)")
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
 
 
 class ErrorDetail(BaseModel):

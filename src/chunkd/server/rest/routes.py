@@ -26,6 +26,7 @@ from chunkd.server.bodies import body_of, content_length
 from chunkd.server.rest.errors import ERROR_RESPONSES
 from chunkd.server.rest.models import (
     CreateSession,
+    HandoffStatus,
     PartStored,
     SessionCreated,
     SessionUrls,
@@ -72,7 +73,13 @@ class RestApi:
         return absolute_url(request, path, self.behind_proxy)
 
     async def status(self, request: HTTPConnection, upload: Upload) -> UploadStatus:
-        parts, missing = await _service(request).sessions.received(upload)
+        service = _service(request)
+        parts, missing = await service.sessions.received(upload)
+        handoff = (
+            await service.catalog.get_handoff(upload.id)
+            if upload.state is UploadState.COMPLETE
+            else None
+        )
         session = upload.is_session and upload.part_size is not None
         complete = upload.state is UploadState.COMPLETE
         return UploadStatus(
@@ -101,6 +108,14 @@ class RestApi:
             updated_at=when(upload.updated_at),
             expires_at=timestamp(upload.expires_at),
             location=self.url(request, f"{self.files_path}{upload.id}") if complete else None,
+            handoff=None
+            if handoff is None
+            else HandoffStatus(
+                state=handoff.state,
+                attempts=handoff.attempts,
+                last_error=handoff.last_error,
+                delivered_at=timestamp(handoff.delivered_at),
+            ),
         )
 
     def created(self, request: Request, upload: Upload, identity: Identity) -> SessionCreated:

@@ -1,0 +1,132 @@
+"""The hand-off to processing against the real server: a flaky webhook, and kill -9 between
+completion and delivery. Each finished upload is delivered exactly once."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chunkd.testing.server import ServerProcess, free_port
+
+SECRET = "webhook-signing-secret"
+TUS = {"Tus-Resumable": "1.0.0"}
+
+
+class Receiver:
+    """A webhook receiver that fails its first ``failures`` calls, checks signatures and
+    counts deliveries per upload."""
+
+    def __init__(self, port: int, failures: int = 0) -> None:
+        self.port = port
+        self.failures = failures
+        self.calls = 0
+        self.delivered: Counter[str] = Counter()
+        self.bad_signatures = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+                if self.headers.get("X-Chunkd-Signature") != f"sha256={expected}":
+                    receiver.bad_signatures += 1
+                receiver.calls += 1
+                message: dict[str, Any] = json.loads(body)
+                if receiver.calls <= receiver.failures:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                if message["hook"] == "post-finish":
+                    receiver.delivered[message["delivery"]] += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def hook_env(port: int) -> dict[str, str]:
+    return {
+        "CHUNKD_HOOKS": f"http://127.0.0.1:{port}/hook",
+        "CHUNKD_HOOK_EVENTS": "post-finish",
+        "CHUNKD_HOOK_SECRET": SECRET,
+        "CHUNKD_HOOK_RETRY_BASE": "0.2s",
+    }
+
+
+def finished_upload(client: httpx.Client, server: ServerProcess, data: bytes) -> str:
+    created = client.post(server.files_url, headers={**TUS, "Upload-Length": str(len(data))})
+    location = created.headers["Location"]
+    client.patch(location, content=data, headers={**TUS, "Upload-Offset": "0",
+                 "Content-Type": "application/offset+octet-stream"})  # fmt: skip
+    return str(location).rsplit("/", 1)[1]
+
+
+def wait_for(condition: Any, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_webhook_that_fails_twice_then_succeeds(tmp_path: Path) -> None:
+    port = free_port()
+    with (
+        Receiver(port, failures=2) as receiver,
+        ServerProcess(tmp_path / "data", env=hook_env(port)) as server,
+        httpx.Client(timeout=10) as client,
+    ):
+        upload_id = finished_upload(client, server, b"a finished recording")
+        wait_for(lambda: receiver.delivered[upload_id] == 1)
+        time.sleep(1.0)  # time for a wrong second delivery to show
+        assert receiver.delivered == Counter({upload_id: 1})
+        assert receiver.calls == 3 and receiver.bad_signatures == 0
+        handoff = client.get(f"{server.url}/uploads/{upload_id}").json()["handoff"]
+        assert handoff["state"] == "delivered" and handoff["attempts"] == 3
+
+
+def test_kill_9_between_completion_and_delivery(tmp_path: Path) -> None:
+    port = free_port()
+    server = ServerProcess(tmp_path / "data", env=hook_env(port))
+    server.start()
+    try:
+        with httpx.Client(timeout=10) as client:  # the receiver is down: nothing can deliver
+            ids = [finished_upload(client, server, bytes([n]) * 1000) for n in range(5)]
+            for upload_id in ids:
+                status = client.get(f"{server.url}/uploads/{upload_id}").json()
+                assert status["state"] == "complete"
+                assert status["handoff"]["state"] == "pending"
+        server.kill()
+        with Receiver(port) as receiver:
+            server.start()
+            wait_for(lambda: all(receiver.delivered[i] == 1 for i in ids))
+            time.sleep(1.0)
+            assert receiver.delivered == Counter({i: 1 for i in ids})
+            with httpx.Client(timeout=10) as client:
+                for upload_id in ids:
+                    handoff = client.get(f"{server.url}/uploads/{upload_id}").json()["handoff"]
+                    assert handoff["state"] == "delivered"
+    finally:
+        server.stop()
