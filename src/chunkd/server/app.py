@@ -22,6 +22,7 @@ from chunkd.protocol.tus.constants import EXPOSED_HEADERS, REQUEST_HEADERS
 from chunkd.server.auth import Authenticator
 from chunkd.server.events import build_events_router
 from chunkd.server.logs import AccessLog
+from chunkd.server.metrics import Metrics
 from chunkd.server.middleware import MethodOverride, RequestId
 from chunkd.server.rest import errors as rest_errors
 from chunkd.server.rest.routes import RestApi, build_router
@@ -114,7 +115,8 @@ def create_app(settings: Settings, service: UploadService | None = None) -> Fast
                         await task
                 await service.hooks.close()
 
-    middleware = [Middleware(RequestId), Middleware(AccessLog)]
+    metrics = Metrics(service)
+    middleware = [Middleware(RequestId), Middleware(AccessLog, metrics=metrics)]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -150,6 +152,8 @@ def create_app(settings: Settings, service: UploadService | None = None) -> Fast
     app.include_router(
         build_signing_router(settings.base_path, settings.files_path, settings.behind_proxy)
     )
+
+    app.add_route(f"{settings.base_path}/metrics", metrics.endpoint, include_in_schema=False)
 
     @app.get(f"{settings.base_path}/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:

@@ -10,9 +10,13 @@ import contextvars
 import logging
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from chunkd.server.metrics import Metrics
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 access = logging.getLogger("chunkd.access")
@@ -46,10 +50,12 @@ def configure(level: str, fmt: str) -> None:
 
 
 class AccessLog:
-    """One line per request: method, path, status, bytes in and out, duration, client."""
+    """One line per request: method, path, status, bytes in and out, duration, client; the
+    same counts feed the metrics, so each body message passes through one wrapper only."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,6 +80,9 @@ class AccessLog:
         try:
             await self.app(scope, counting_receive, counting_send)
         finally:
+            seconds = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.record(scope, counts["status"] or 500, counts["in"], seconds)
             client = scope.get("client")
             access.info(
                 "request",
@@ -83,7 +92,7 @@ class AccessLog:
                     "status": counts["status"],
                     "bytes_in": counts["in"],
                     "bytes_out": counts["out"],
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    "duration_ms": round(seconds * 1000, 1),
                     "client": client[0] if client else None,
                 },
             )

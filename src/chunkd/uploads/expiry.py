@@ -80,6 +80,7 @@ async def run_sweeper(service: UploadService, interval: float) -> None:
         await asyncio.sleep(interval)
         try:
             report = await sweep(service)
+            service.swept_bytes += report.bytes_reclaimed
             await service.catalog.purge_nonces(service.clock())
             # uploads left verifying (a scanner that was down) are tried again
             await service.recover()

@@ -87,6 +87,10 @@ class Locker(ABC):
         """Ask every holder in this process to let go (shutdown); how many were asked."""
         return 0
 
+    def active(self) -> int:
+        """Locks held in this process right now (uploads being written)."""
+        return 0
+
     @abstractmethod
     def hold(self, upload_id: str, *, wait: float) -> AbstractAsyncContextManager[Lease]:
         """An async context manager holding the upload's lock.
@@ -141,6 +145,9 @@ class MemoryLocker(Locker):
                 entry.lease.request_release()
                 asked += 1
         return asked
+
+    def active(self) -> int:
+        return sum(1 for entry in self._entries.values() if entry.lease is not None)
 
     def held(self, upload_id: str) -> bool:
         entry = self._entries.get(upload_id)

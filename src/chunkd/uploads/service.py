@@ -103,6 +103,7 @@ class UploadService:
         self.events = events or EventBus()
         self.hooks = hooks or Hooks([])
         self.progress = ProgressMeter(self.events)
+        self.swept_bytes = 0  # reclaimed by the expiry sweeper, for the metrics
         self.finisher = Finisher(
             catalog,
             storage,
