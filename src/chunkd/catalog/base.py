@@ -48,6 +48,21 @@ class Totals:
     bytes: int
 
 
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """What happened since a moment: uploads created, and uploads whose last change (into
+    their current state) came after it, with the bytes and the time from creation to
+    completion of the completed ones."""
+
+    started: int = 0
+    completed: int = 0
+    failed: int = 0
+    aborted: int = 0
+    expired: int = 0
+    completed_bytes: int = 0
+    completed_seconds: float = 0.0
+
+
 class Catalog(ABC):
     async def __aenter__(self) -> Self:
         await self.open()
@@ -139,6 +154,10 @@ class Catalog(ABC):
     @abstractmethod
     async def totals(self) -> list[Totals]:
         """Upload counts and bytes grouped by owner and state."""
+
+    @abstractmethod
+    async def activity(self, since: float) -> Activity:
+        """Counts over uploads updated at or after ``since``, in one aggregate query."""
 
     @abstractmethod
     async def get_handoff(self, upload_id: str) -> Handoff | None:

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from chunkd.catalog.base import Catalog, Handoff, Totals, Usage, check_fields
+from chunkd.catalog.base import Activity, Catalog, Handoff, Totals, Usage, check_fields
 from chunkd.uploads.models import OPEN_STATES, Part, Upload, UploadState
 
 
@@ -139,6 +139,23 @@ class MemoryCatalog(Catalog):
             )
         ordered = sorted(groups.items(), key=lambda item: (item[0][0] or "", str(item[0][1])))
         return [Totals(owner, state, count, size) for (owner, state), (count, size) in ordered]
+
+    async def activity(self, since: float) -> Activity:
+        recent = [u for u in self._records.values() if u.updated_at >= since]
+        done = [u for u in recent if u.state is UploadState.COMPLETE]
+
+        def ended(state: UploadState) -> int:
+            return sum(1 for u in recent if u.state is state)
+
+        return Activity(
+            started=sum(1 for u in recent if u.created_at >= since),
+            completed=len(done),
+            failed=ended(UploadState.FAILED),
+            aborted=ended(UploadState.ABORTED),
+            expired=ended(UploadState.EXPIRED),
+            completed_bytes=sum(u.length if u.length is not None else u.offset for u in done),
+            completed_seconds=sum(u.updated_at - u.created_at for u in done),
+        )
 
     async def get_handoff(self, upload_id: str) -> Handoff | None:
         entry = self._handoffs.get(upload_id)

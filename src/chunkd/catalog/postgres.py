@@ -30,7 +30,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from chunkd.catalog import codec, migrations
-from chunkd.catalog.base import Catalog, Handoff, Totals, Usage, check_fields
+from chunkd.catalog.base import Activity, Catalog, Handoff, Totals, Usage, check_fields
 from chunkd.uploads.models import OPEN_STATES, Part, Upload, UploadState
 
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in codec.COLUMNS)
@@ -51,6 +51,19 @@ MIGRATION_LOCK = advisory_key("catalog:migrate")
 def _mapping(row: asyncpg.Record) -> Mapping[str, Any]:
     mapping: Mapping[str, Any] = row  # type: ignore[assignment]  # a Record reads by name
     return mapping
+
+
+_ACTIVITY = """
+SELECT
+    COUNT(*) FILTER (WHERE "created_at" >= $1),
+    COUNT(*) FILTER (WHERE "state" = 'complete'),
+    COUNT(*) FILTER (WHERE "state" = 'failed'),
+    COUNT(*) FILTER (WHERE "state" = 'aborted'),
+    COUNT(*) FILTER (WHERE "state" = 'expired'),
+    COALESCE(SUM(COALESCE("length", "offset")) FILTER (WHERE "state" = 'complete'), 0),
+    COALESCE(SUM("updated_at" - "created_at") FILTER (WHERE "state" = 'complete'), 0)
+FROM uploads WHERE "updated_at" >= $1
+"""
 
 
 class PostgresCatalog(Catalog):
@@ -255,6 +268,19 @@ class PostgresCatalog(Catalog):
             'FROM uploads GROUP BY "owner", "state" ORDER BY "owner" NULLS FIRST, "state"'
         )
         return [Totals(row[0], UploadState(row[1]), int(row[2]), int(row[3])) for row in rows]
+
+    async def activity(self, since: float) -> Activity:
+        row = await self.pool.fetchrow(_ACTIVITY, since)
+        assert row is not None
+        return Activity(
+            started=int(row[0]),
+            completed=int(row[1]),
+            failed=int(row[2]),
+            aborted=int(row[3]),
+            expired=int(row[4]),
+            completed_bytes=int(row[5]),
+            completed_seconds=float(row[6]),
+        )
 
     async def get_handoff(self, upload_id: str) -> Handoff | None:
         row = await self.pool.fetchrow(

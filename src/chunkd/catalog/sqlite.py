@@ -15,7 +15,7 @@ from typing import Any
 import aiosqlite
 
 from chunkd.catalog import codec, migrations
-from chunkd.catalog.base import Catalog, Handoff, Totals, Usage, check_fields
+from chunkd.catalog.base import Activity, Catalog, Handoff, Totals, Usage, check_fields
 from chunkd.uploads.models import Part, Upload, UploadState
 
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in codec.COLUMNS)
@@ -25,6 +25,19 @@ _HANDOFF = '"upload_id", "state", "attempts", "next_at", "last_error", "delivere
 def _mapping(row: Any) -> Mapping[str, Any]:
     mapping: Mapping[str, Any] = row  # sqlite3.Row reads like a mapping by column name
     return mapping
+
+
+_ACTIVITY = """
+SELECT
+    COUNT(*) FILTER (WHERE "created_at" >= :since),
+    COUNT(*) FILTER (WHERE "state" = 'complete'),
+    COUNT(*) FILTER (WHERE "state" = 'failed'),
+    COUNT(*) FILTER (WHERE "state" = 'aborted'),
+    COUNT(*) FILTER (WHERE "state" = 'expired'),
+    COALESCE(SUM(COALESCE("length", "offset")) FILTER (WHERE "state" = 'complete'), 0),
+    COALESCE(SUM("updated_at" - "created_at") FILTER (WHERE "state" = 'complete'), 0)
+FROM uploads WHERE "updated_at" >= :since
+"""
 
 
 class SqliteCatalog(Catalog):
@@ -204,6 +217,19 @@ class SqliteCatalog(Catalog):
             'FROM uploads GROUP BY "owner", "state" ORDER BY "owner", "state"'
         )
         return [Totals(row[0], UploadState(row[1]), int(row[2]), int(row[3])) for row in rows]
+
+    async def activity(self, since: float) -> Activity:
+        rows = await self.db.execute_fetchall(_ACTIVITY, {"since": since})
+        row = next(iter(rows))
+        return Activity(
+            started=int(row[0]),
+            completed=int(row[1]),
+            failed=int(row[2]),
+            aborted=int(row[3]),
+            expired=int(row[4]),
+            completed_bytes=int(row[5]),
+            completed_seconds=float(row[6]),
+        )
 
     async def get_handoff(self, upload_id: str) -> Handoff | None:
         rows = await self.db.execute_fetchall(

@@ -12,7 +12,7 @@ import secrets
 
 import pytest
 
-from chunkd.catalog.base import Catalog, Usage
+from chunkd.catalog.base import Activity, Catalog, Usage
 from chunkd.uploads.models import Part, Upload, UploadState
 
 
@@ -250,6 +250,28 @@ class CatalogContract:
             ("ann", UploadState.RECEIVING): (2, 15),
             ("ann", UploadState.COMPLETE): (1, 7),
         }
+
+    async def test_activity_counts_what_changed_since(self, catalog: Catalog) -> None:
+        for upload in (
+            make_upload(created_at=10.0, updated_at=20.0, state=UploadState.COMPLETE),  # before
+            make_upload(created_at=90.0, updated_at=110.0, state=UploadState.COMPLETE, length=7),
+            make_upload(created_at=120.0, updated_at=124.0, state=UploadState.COMPLETE, length=5),
+            make_upload(created_at=50.0, updated_at=130.0, state=UploadState.FAILED),
+            make_upload(created_at=101.0, updated_at=101.0, state=UploadState.RECEIVING),
+            make_upload(created_at=60.0, updated_at=105.0, state=UploadState.ABORTED),
+            make_upload(created_at=70.0, updated_at=140.0, state=UploadState.EXPIRED),
+        ):
+            await catalog.insert(upload)
+        assert await catalog.activity(100.0) == Activity(
+            started=2,
+            completed=2,
+            failed=1,
+            aborted=1,
+            expired=1,
+            completed_bytes=12,
+            completed_seconds=24.0,
+        )
+        assert await catalog.activity(1000.0) == Activity()
 
     async def test_ping(self, catalog: Catalog) -> None:
         await catalog.ping()
