@@ -31,6 +31,7 @@ from pathlib import Path
 import psutil
 from cases import MIB, Workload, run_dd, run_server
 from report import DD_DSYNC, DD_SYNC, Results, Run, checks, checks_table, server_comparison, table
+from sections import write_section
 from servers import PEERS, SPECS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -229,8 +230,8 @@ def main() -> int:
     text = "\n".join(doc)
     print("\n" + text)
     if args.out:
-        args.out.write_text(text)
-        print(f"wrote {args.out}")
+        write_section(args.out, "tus-bench", text, "bench/tus_bench.py")
+        print(f"wrote its section of {args.out}")
     return 0
 
 

@@ -26,8 +26,9 @@ KEEPALIVE = 15.0
 _SSE = {"text/event-stream": {"schema": {"type": "string"}}}
 
 
-def _sse(kind: str, data: dict[str, Any]) -> str:
-    return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+def _sse(kind: str, data: dict[str, Any] | str) -> str:
+    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return f"event: {kind}\ndata: {text}\n\n"
 
 
 async def _follow(
@@ -75,7 +76,7 @@ def build_events_router(api: RestApi, base_path: str) -> APIRouter:
                 first = await snapshot(request, upload_id, owner)
                 yield _sse(STATE, first)
                 async for event in _follow(subscription, first, until_final=True):
-                    yield ": keep-alive\n\n" if event is None else _sse(event.type, event.to_dict())
+                    yield ": keep-alive\n\n" if event is None else _sse(event.type, event.json)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers=_NO_CACHE)
 
@@ -93,7 +94,7 @@ def build_events_router(api: RestApi, base_path: str) -> APIRouter:
             with service.events.subscribe(owner=owner) as subscription:
                 yield _sse(STATE, {"type": STATE, "owner": owner})
                 async for event in _follow(subscription, {}, until_final=False):
-                    yield ": keep-alive\n\n" if event is None else _sse(event.type, event.to_dict())
+                    yield ": keep-alive\n\n" if event is None else _sse(event.type, event.json)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers=_NO_CACHE)
 
