@@ -19,6 +19,7 @@ from chunkd.hooks.base import ALL
 from chunkd.hooks.dispatcher import HandoffDispatcher, Hooks
 from chunkd.hooks.targets import build_hook
 from chunkd.protocol.tus.constants import EXPOSED_HEADERS, REQUEST_HEADERS
+from chunkd.server.admin import build_admin_router
 from chunkd.server.auth import Authenticator
 from chunkd.server.events import build_events_router
 from chunkd.server.logs import AccessLog
@@ -149,6 +150,7 @@ def create_app(settings: Settings, service: UploadService | None = None) -> Fast
     rest_api = RestApi(settings.base_path, settings.files_path, settings.behind_proxy)
     app.include_router(build_router(rest_api))
     app.include_router(build_events_router(rest_api, settings.base_path))
+    app.include_router(build_admin_router(rest_api, settings.base_path))
     app.include_router(
         build_signing_router(settings.base_path, settings.files_path, settings.behind_proxy)
     )
