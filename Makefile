@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/clients/node_modules/.installed
 
-.PHONY: run test lint typecheck check bench clean clamd postgresql
+.PHONY: run test lint typecheck check bench clean clamd postgresql redis
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,10 +39,20 @@ postgresql:
 		{ ! command -v systemctl >/dev/null || $(SUDO) systemctl disable --now \
 			postgresql.service >/dev/null 2>&1 || true; }; }
 
+# Redis for the cross-instance event tests: installed once from Debian when missing; the tests
+# run their own private redis-server on a free loopback port.
+redis:
+	@command -v redis-server >/dev/null || { \
+		$(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y --no-install-recommends redis-server && \
+		{ ! command -v systemctl >/dev/null || $(SUDO) systemctl disable --now \
+			redis-server.service >/dev/null 2>&1 || true; }; }
+
 run: $(STAMP)
 	$(BIN)/chunkd serve --host 127.0.0.1 --port 8080 --data-dir ./chunkd-data
 
-test: $(STAMP) $(NODE_STAMP) clamd postgresql
+test: $(STAMP) $(NODE_STAMP) clamd postgresql redis
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     clamd: str | None = None
     scan_timeout: Duration = 120.0
 
+    # Redis: fans events out across instances (a subscriber on one sees uploads on others).
+    redis_url: SecretStr | None = None  # redis://host:6379/0
+
     # Hooks: http(s):// webhooks or python:module:function, told/asked about these events.
     hooks: CommaList = []
     hook_events: CommaList = []  # none: all of them

@@ -32,6 +32,7 @@ from chunkd.server.tus.context import TusContext
 from chunkd.server.tus.routes import tus_routes
 from chunkd.settings import Settings, load_settings
 from chunkd.storage.local import LocalStorage
+from chunkd.uploads.events import EventBus
 from chunkd.uploads.expiry import run_sweeper
 from chunkd.uploads.inspection import Inspector
 from chunkd.uploads.service import ServiceConfig, UploadService
@@ -39,6 +40,19 @@ from chunkd.validation.clamav import ClamdScanner
 from chunkd.validation.sniff import ContentPolicy, allowed_types
 
 log = logging.getLogger("chunkd.server")
+
+
+@contextlib.asynccontextmanager
+async def events_running(events: EventBus) -> AsyncIterator[None]:
+    """Start and stop a cross-instance bus (the in-process bus needs neither)."""
+    start, stop = getattr(events, "start", None), getattr(events, "stop", None)
+    if start is not None:
+        await start()
+    try:
+        yield
+    finally:
+        if stop is not None:
+            await stop()
 
 
 def service_config(settings: Settings) -> ServiceConfig:
@@ -70,6 +84,14 @@ def build_hooks(settings: Settings) -> Hooks:
     return Hooks(hooks, frozenset(settings.hook_events or ALL))
 
 
+def build_events(settings: Settings) -> EventBus:
+    if settings.redis_url is None:
+        return EventBus()
+    from chunkd.uploads.events_redis import RedisEventBus  # needs the redis extra
+
+    return RedisEventBus(settings.redis_url.get_secret_value())
+
+
 def build_service(settings: Settings) -> UploadService:
     data_dir = settings.data_dir.resolve()
     return UploadService(
@@ -79,6 +101,7 @@ def build_service(settings: Settings) -> UploadService:
         service_config(settings),
         inspector=build_inspector(settings),
         hooks=build_hooks(settings),
+        events=build_events(settings),
     )
 
 
@@ -87,7 +110,7 @@ def create_app(settings: Settings, service: UploadService | None = None) -> Fast
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with service.catalog, service.storage:
+        async with service.catalog, service.storage, events_running(service.events):
             if auth.anonymous:
                 log.warning(
                     "NO AUTHENTICATION: every client is anonymous and may touch every upload; "
