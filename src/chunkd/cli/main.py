@@ -169,12 +169,14 @@ def sign(
 
 
 # the client's commands live in their own modules
+from chunkd.cli.admin import admin_app  # noqa: E402
 from chunkd.cli.queue import queue_app, sync  # noqa: E402
 from chunkd.cli.upload import upload  # noqa: E402
 
 app.command()(upload)
 app.command()(sync)
 app.add_typer(queue_app, name="queue")
+app.add_typer(admin_app, name="admin")
 
 
 def main() -> None:
