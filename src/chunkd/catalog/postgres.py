@@ -18,6 +18,9 @@ the others wait for it, then find nothing left to do.
 
 Values are encoded by :mod:`chunkd.catalog.codec`, shared with SQLite: JSON-valued fields are
 TEXT columns holding the codec's canonical JSON (see ``0001_initial.sql`` for why not jsonb).
+
+asyncpg prepares statements per connection: through PgBouncer, use session pooling (or
+PgBouncer >= 1.21 with ``max_prepared_statements``), not plain transaction pooling.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ machine:
 If a holder's connection is lost while it holds the lock, the lock may pass to another
 instance; the holder is asked to release at once. Offsets and states stay consistent even
 then: every change is a compare-and-set in the catalog, which the lock only makes uncontended.
+
+Session advisory locks and LISTEN need a real session: point the DSN at PostgreSQL itself or
+at a pooler in *session* mode, never at PgBouncer in transaction mode.
 """
 
 from __future__ import annotations
