@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/clients/node_modules/.installed
 
-.PHONY: run test lint typecheck check bench clean clamd postgresql redis
+.PHONY: run test lint typecheck check bench clean clamd postgresql redis nginx
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,10 +49,20 @@ redis:
 		{ ! command -v systemctl >/dev/null || $(SUDO) systemctl disable --now \
 			redis-server.service >/dev/null 2>&1 || true; }; }
 
+# nginx for the multi-instance test (round-robin in front of three chunkd processes): installed
+# once from Debian when missing; the test runs its own private nginx.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+		$(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y --no-install-recommends nginx && \
+		{ ! command -v systemctl >/dev/null || $(SUDO) systemctl disable --now \
+			nginx.service >/dev/null 2>&1 || true; }; }
+
 run: $(STAMP)
 	$(BIN)/chunkd serve --host 127.0.0.1 --port 8080 --data-dir ./chunkd-data
 
-test: $(STAMP) $(NODE_STAMP) clamd postgresql redis
+test: $(STAMP) $(NODE_STAMP) clamd postgresql redis nginx
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider

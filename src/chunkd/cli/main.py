@@ -101,7 +101,7 @@ def cleanup(
 
     async def clean() -> None:
         service = build_service(settings)
-        async with service.catalog, service.storage:
+        async with service.catalog, service.storage, service.locker:
             report = await sweep_all(service)
         typer.echo(
             f"expired {report.expired} uploads, purged {report.purged} records, "

@@ -23,20 +23,22 @@ class PartSizeError(ValueError):
     """A requested part size is outside the bounds for this file."""
 
 
-def default_part_size(size: int) -> int:
-    base = next((part for limit, part in _TIERS if size < limit), _LARGE)
+def default_part_size(size: int, minimum: int = 0) -> int:
+    base = max(minimum, next((part for limit, part in _TIERS if size < limit), _LARGE))
     smallest = -(-size // MAX_PARTS)  # ceil: the least part size that fits in MAX_PARTS
     if smallest <= base:
         return base
     return -(-smallest // MiB) * MiB
 
 
-def choose_part_size(size: int, requested: int | None = None) -> int:
+def choose_part_size(size: int, requested: int | None = None, *, minimum: int = 0) -> int:
+    """The part size for a ``size``-byte file; ``minimum`` is the storage's own floor (S3
+    needs 5 MiB parts), on top of these rules."""
     if size < 0:
         raise PartSizeError("the file size cannot be negative")
     if requested is None:
-        return default_part_size(size)
-    if not MIN_PART_SIZE <= requested <= MAX_PART_SIZE:
+        return default_part_size(size, minimum)
+    if not max(MIN_PART_SIZE, minimum) <= requested <= MAX_PART_SIZE:
         raise PartSizeError(f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes")
     if part_count(size, requested) > MAX_PARTS:
         raise PartSizeError(

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from chunkd import __version__
+from chunkd.catalog.base import Catalog
 from chunkd.catalog.sqlite import SqliteCatalog
 from chunkd.hooks.base import ALL
 from chunkd.hooks.dispatcher import HandoffDispatcher, Hooks
@@ -31,10 +32,12 @@ from chunkd.server.rest.signing import build_signing_router
 from chunkd.server.tus.context import TusContext
 from chunkd.server.tus.routes import tus_routes
 from chunkd.settings import Settings, load_settings
+from chunkd.storage.base import Storage
 from chunkd.storage.local import LocalStorage
 from chunkd.uploads.events import EventBus
 from chunkd.uploads.expiry import run_sweeper
 from chunkd.uploads.inspection import Inspector
+from chunkd.uploads.locking import Locker, MemoryLocker
 from chunkd.uploads.service import ServiceConfig, UploadService
 from chunkd.validation.clamav import ClamdScanner
 from chunkd.validation.sniff import ContentPolicy, allowed_types
@@ -84,6 +87,19 @@ def build_hooks(settings: Settings) -> Hooks:
     return Hooks(hooks, frozenset(settings.hook_events or ALL))
 
 
+def build_storage(settings: Settings) -> Storage:
+    if settings.storage == "s3":
+        from chunkd.storage.s3 import S3Storage  # needs the s3 extra
+
+        return S3Storage.from_settings(settings)
+    return LocalStorage(
+        settings.data_dir.resolve(),
+        batch_size=int(settings.write_batch),
+        # early writeback only pays when every acknowledgement waits for the disk
+        writeback=settings.fsync,
+    )
+
+
 def build_events(settings: Settings) -> EventBus:
     if settings.redis_url is None:
         return EventBus()
@@ -92,16 +108,41 @@ def build_events(settings: Settings) -> EventBus:
     return RedisEventBus(settings.redis_url.get_secret_value())
 
 
+def build_catalog(settings: Settings) -> Catalog:
+    if settings.catalog == "postgres":
+        from chunkd.catalog.postgres import PostgresCatalog  # asyncpg: the postgres extra
+
+        assert settings.postgres_dsn is not None  # the settings refuse postgres without one
+        return PostgresCatalog(
+            settings.postgres_dsn.get_secret_value(),
+            pool_size=settings.postgres_pool_size,
+            durable=settings.fsync,
+        )
+    return SqliteCatalog(settings.data_dir.resolve() / "catalog.sqlite3", durable=settings.fsync)
+
+
+def build_locker(settings: Settings) -> Locker:
+    """Several instances sharing PostgreSQL lock uploads there; one instance, in memory."""
+    if settings.catalog == "postgres":
+        from chunkd.uploads.locking_postgres import PostgresLocker
+
+        assert settings.postgres_dsn is not None
+        return PostgresLocker(
+            settings.postgres_dsn.get_secret_value(),
+            max_connections=settings.postgres_lock_connections,
+        )
+    return MemoryLocker()
+
+
 def build_service(settings: Settings) -> UploadService:
-    data_dir = settings.data_dir.resolve()
     return UploadService(
-        SqliteCatalog(data_dir / "catalog.sqlite3", durable=settings.fsync),
-        # early writeback only pays when every acknowledgement waits for the disk
-        LocalStorage(data_dir, batch_size=int(settings.write_batch), writeback=settings.fsync),
+        build_catalog(settings),
+        build_storage(settings),
         service_config(settings),
         inspector=build_inspector(settings),
         hooks=build_hooks(settings),
         events=build_events(settings),
+        locker=build_locker(settings),
     )
 
 
@@ -110,7 +151,7 @@ def create_app(settings: Settings, service: UploadService | None = None) -> Fast
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with service.catalog, service.storage, events_running(service.events):
+        async with service.catalog, service.storage, service.locker, events_running(service.events):
             if auth.anonymous:
                 log.warning(
                     "NO AUTHENTICATION: every client is anonymous and may touch every upload; "

@@ -59,7 +59,18 @@ class Finisher:
                 self._events.publish(Event(VERIFYING, upload.id, upload.owner))
         if upload.state is not UploadState.VERIFYING or upload.length is None:
             return upload
-        digests = await self._settle_digests(upload, upload.length)
+        length = upload.length
+        sealed = False
+        if not self._storage.readable_before_finish:
+            # e.g. S3: bytes can be read back only once sealed, and checking reads them; so
+            # seal first (sealing is safe to repeat) and keep the sealed handle
+            handle = await self._storage.finish(upload.storage, length)
+            updated = await self._catalog.compare_and_set(
+                upload.id, {"state": UploadState.VERIFYING}, {"storage": handle}
+            )
+            upload = updated or upload.replace(storage=handle)
+            sealed = True
+        digests = await self._settle_digests(upload, length)
         wrong = {
             name: {"expected": value, "actual": digests.get(name)}
             for name, value in upload.expected_digests.items()
@@ -82,7 +93,10 @@ class Finisher:
             return upload  # e.g. the scanner is down: stay verifying, retried by recovery
         except ChunkdError as error:
             return await self._fail(upload, digests, error)
-        handle = await self._storage.finish(upload.storage, upload.length)
+        if not sealed:
+            handle = await self._storage.finish(upload.storage, length)
+        else:
+            handle = upload.storage
         done = await self._catalog.compare_and_set(
             upload.id,
             {"state": UploadState.VERIFYING},

@@ -64,6 +64,9 @@ class Screen:
     async def prepare(self, storage: Storage) -> None:
         """Read back the part of the head earlier requests stored (at most a few KiB)."""
         if not self.done and self._start:
+            if not storage.readable_before_finish:
+                self.done = True  # cannot read it back yet: judged at completion instead
+                return
             self._head += await _read(storage, self._upload.storage, 0, self._start)
 
     def feed(self, chunk: bytes) -> None:

@@ -240,7 +240,7 @@ class UploadService:
                 metadata = {
                     str(k): None if v is None else str(v) for k, v in answer["metadata"].items()
                 }
-        handle = await self.storage.create(upload_id, length)
+        handle = await self.storage.create(upload_id, length, part_size)
         now = self.clock()
         upload = Upload(
             id=upload_id,

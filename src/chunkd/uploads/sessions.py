@@ -69,7 +69,7 @@ class Sessions:
                 f"size {size} is over the maximum of {self._service.config.max_size} bytes"
             )
         try:
-            chosen = choose_part_size(size, part_size)
+            chosen = choose_part_size(size, part_size, minimum=self._service.storage.min_part_size)
         except PartSizeError as error:
             raise ValidationFailed(str(error), details={"field": "part_size"}) from None
         return await self._service.create(
@@ -231,6 +231,8 @@ class Sessions:
         algorithms = service.digests.for_upload(upload.expected_digests)
         hashers = service.digests.start(upload_id, upload.offset, algorithms)
         storage = service.storage
+        if not storage.readable_before_finish:
+            hashers = None  # parts cannot be read back yet: hashed once the file is sealed
         offset = upload.offset
         while offset < upload.length:
             part = await service.catalog.get_part(upload_id, offset // upload.part_size)
