@@ -57,16 +57,18 @@ class Connection:
         path: str,
         headers: dict[str, str],
         body: tuple[BinaryIO, int, int] | None = None,
+        data: bytes = b"",
     ) -> Response:
-        """Send one request (body = (file, offset, count) sent with sendfile); read its answer."""
+        """Send one request (body = (file, offset, count) sent with sendfile, or small
+        in-memory ``data``); read its answer."""
         assert self._sock is not None, "connection not open"
         loop = asyncio.get_running_loop()
-        length = body[2] if body is not None else 0
+        length = body[2] if body is not None else len(data)
         lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{self.port}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         lines.append(f"Content-Length: {length}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        await loop.sock_sendall(self._sock, head)
+        await loop.sock_sendall(self._sock, head + data)
         if body is not None and length:
             file, offset, count = body
             sent = await loop.sock_sendfile(self._sock, file, offset, count, fallback=False)
