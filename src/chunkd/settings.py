@@ -61,9 +61,11 @@ class Settings(BaseSettings):
     # CHUNKD_SERVER is the client's server URL; the server's own HTTP engine is asgi_server
     asgi_server: Literal["uvicorn", "granian"] = "granian"
     # Memory per upload in flight: the server's socket read buffer (granian) and the batch
-    # the writer collects before handing it to a disk thread (two per upload at most).
+    # a writer collects before handing it to a disk thread (two per upload at most): up to
+    # write_batch each, but all writers together share write_budget.
     read_buffer: ByteSize = Field(ByteSize(128 * 1024), ge=16 * 1024, le=16 * 1024 * 1024)
-    write_batch: ByteSize = Field(ByteSize(256 * 1024), ge=16 * 1024, le=64 * 1024 * 1024)
+    write_batch: ByteSize = Field(ByteSize(1024 * 1024), ge=64 * 1024, le=64 * 1024 * 1024)
+    write_budget: ByteSize = Field(ByteSize(8 * 1024 * 1024), ge=1024 * 1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
 

@@ -61,3 +61,15 @@ async def test_a_cancelled_write_leaves_nothing_unflushed(tmp_path: Path) -> Non
                 await second
             assert await writer.flush(durable=True) == 20
         assert (tmp_path / handle["path"]).read_bytes() == b"a" * 10 + b"b" * 10
+
+
+async def test_batches_shrink_as_writers_share_the_budget(tmp_path: Path) -> None:
+    async with LocalStorage(tmp_path, batch_size=1 << 20, batch_budget=4 << 20) as storage:
+        handles = [await storage.create(f"{n:02d}" * 16, None) for n in range(16)]
+        first = storage.open_writer(handles[0], 0)
+        assert storage.batch_limit == 1 << 20  # alone: the full batch
+        others = [storage.open_writer(handle, 0) for handle in handles[1:]]
+        assert storage.batch_limit == (4 << 20) // 16  # sixteen at once: a share, for all
+        for writer in [first, *others]:
+            await writer.close()
+        assert storage.batch_limit == 1 << 20

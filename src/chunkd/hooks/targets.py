@@ -10,8 +10,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from chunkd.hooks.base import Hook, HookFailed, HookRefused
 
 SIGNATURE_HEADER = "X-Chunkd-Signature"
@@ -52,6 +50,9 @@ class WebhookHook(Hook):
     else: failed, retried."""
 
     def __init__(self, url: str, secret: str | None, timeout: float) -> None:
+        import httpx  # only servers with webhooks pay for the HTTP client
+
+        self._httpx = httpx
         self._url = url
         self._key = secret.encode() if secret else None
         self._client = httpx.AsyncClient(timeout=timeout)
@@ -64,7 +65,7 @@ class WebhookHook(Hook):
             headers[SIGNATURE_HEADER] = f"sha256={digest}"
         try:
             answer = await self._client.post(self._url, content=body, headers=headers)
-        except (TimeoutError, httpx.HTTPError) as error:
+        except (TimeoutError, self._httpx.HTTPError) as error:
             raise HookFailed(f"{type(error).__name__} calling the webhook") from error
         if 400 <= answer.status_code < 500 and name.startswith("pre-"):
             raise HookRefused(answer.text.strip()[:500] or f"refused by the {name} hook")

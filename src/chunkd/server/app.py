@@ -95,6 +95,7 @@ def build_storage(settings: Settings) -> Storage:
     return LocalStorage(
         settings.data_dir.resolve(),
         batch_size=int(settings.write_batch),
+        batch_budget=int(settings.write_budget),
         # early writeback only pays when every acknowledgement waits for the disk
         writeback=settings.fsync,
     )

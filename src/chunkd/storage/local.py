@@ -27,6 +27,7 @@ from chunkd.storage.base import (
 )
 
 _IOV_MAX = 512  # chunks per pwritev; well under Linux's IOV_MAX of 1024
+_MIN_BATCH = 64 * 1024
 _SYNC_FILE_RANGE_WRITE = 2
 
 
@@ -82,7 +83,7 @@ class _LocalWriter(ByteWriter):
             return
         self._batch.append(data)
         self._batched += len(data)
-        if self._batched >= self._batch_size or len(self._batch) >= _IOV_MAX:
+        if self._batched >= self._storage.batch_limit or len(self._batch) >= _IOV_MAX:
             await self._submit()
 
     async def _submit(self) -> None:
@@ -131,6 +132,7 @@ class _LocalWriter(ByteWriter):
             await self._settle()
         finally:
             os.close(self._fd)
+            self._storage._writer_closed()
 
 
 class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):
@@ -138,12 +140,18 @@ class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):
         self,
         root: Path,
         *,
-        batch_size: int = 512 * 1024,
+        batch_size: int = 1024 * 1024,
+        batch_budget: int = 8 * 1024 * 1024,
         threads: int = 16,
         writeback: bool = True,
     ) -> None:
         self.root = root.resolve()
         self._writeback = writeback
+        # A lone upload gets big batches (fewer hand-offs to the disk thread: faster); many
+        # uploads at once share a budget, so memory stays flat however many are in flight.
+        self._batch_budget = batch_budget
+        self._writers = 0
+        self.batch_limit = batch_size
         self._files = self.root / "files"
         self._batch_size = batch_size
         self._threads = threads
@@ -191,9 +199,22 @@ class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):
     def open_writer(
         self, handle: Handle, offset: int, observers: Sequence[Observer] = ()
     ) -> ByteWriter:
-        return _LocalWriter(
+        writer = _LocalWriter(
             self, self._path(handle), offset, observers, self._batch_size, self._writeback
         )
+        self._writers += 1
+        self._share()
+        return writer
+
+    def _writer_closed(self) -> None:
+        self._writers -= 1
+        self._share()
+
+    def _share(self) -> None:
+        """Each writer's batch: the whole batch size alone, a share of the budget in company
+        (read by every writer at each chunk, so a crowd shrinks the batches already open)."""
+        share = self._batch_budget // max(1, self._writers)
+        self.batch_limit = max(_MIN_BATCH, min(self._batch_size, share))
 
     async def finish(self, handle: Handle, length: int) -> Handle:
         await self.run(self._finish, self._path(handle), length)
