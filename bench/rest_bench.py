@@ -108,6 +108,7 @@ async def rest(
 
         await asyncio.gather(*(worker() for _ in range(connections)))
         sent = time.perf_counter() - started
+    async with Connection(port) as conn:  # a fresh connection: the first one sat idle
         started = time.perf_counter()
         done = await conn.request("POST", f"/uploads/{session['id']}/complete", {})
         completing = time.perf_counter() - started

@@ -53,3 +53,18 @@ async def test_sweep_skips_uploads_being_written(service: UploadService, clock: 
         assert (await sweep(service)).expired == 0
     assert isinstance(service.catalog, MemoryCatalog)
     assert (await sweep(service)).expired == 1
+
+
+async def test_the_sweeper_asks_the_store_to_abort_orphans(service: UploadService) -> None:
+    from chunkd.uploads.expiry import abort_orphans
+
+    assert await abort_orphans(service) == 0  # memory storage keeps no orphans
+    asked: list[float] = []
+
+    async def cleaner(older_than: float) -> int:
+        asked.append(older_than)
+        return 3
+
+    service.storage.abort_orphans = cleaner  # type: ignore[attr-defined]
+    assert await abort_orphans(service) == 3
+    assert asked == [2 * service.config.expiry]

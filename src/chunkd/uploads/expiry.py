@@ -74,6 +74,18 @@ async def sweep_all(service: UploadService) -> SweepReport:
             return total
 
 
+async def abort_orphans(service: UploadService) -> int:
+    """Stores that can leave pieces no record points to (S3 multipart uploads whose record
+    was lost) clean those up once they are well past any upload's expiry."""
+    cleaner = getattr(service.storage, "abort_orphans", None)
+    if cleaner is None:
+        return 0
+    aborted: int = await cleaner(older_than=2 * service.config.expiry)
+    if aborted:
+        log.info("aborted orphaned multipart uploads", extra={"aborted": aborted})
+    return aborted
+
+
 async def run_sweeper(service: UploadService, interval: float) -> None:
     """The built-in periodic sweeper, run as a background task for the server's lifetime."""
     while True:
@@ -81,6 +93,7 @@ async def run_sweeper(service: UploadService, interval: float) -> None:
         try:
             report = await sweep(service)
             service.swept_bytes += report.bytes_reclaimed
+            await abort_orphans(service)
             await service.catalog.purge_nonces(service.clock())
             # uploads left verifying (a scanner that was down) are tried again
             await service.recover()
