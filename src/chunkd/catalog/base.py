@@ -186,6 +186,13 @@ class Catalog(ABC):
         """Records in any of ``states``, oldest first (used by start-up recovery)."""
 
 
+def settlement(delivered: bool, now: float, next_at: float | None) -> tuple[str, float]:
+    """A settled hand-off's state and when it is next due: delivered, due again, or failed."""
+    if delivered:
+        return "delivered", now
+    return ("pending", next_at) if next_at is not None else ("failed", now)
+
+
 def check_fields(names: Mapping[str, Any]) -> None:
     unknown = set(names) - set(FIELDS)
     if unknown:

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from chunkd.catalog.base import Activity, Catalog, Handoff, Totals, Usage, check_fields
+from chunkd.catalog.base import Activity, Catalog, Handoff, Totals, Usage, check_fields, settlement
 from chunkd.uploads.models import OPEN_STATES, Part, Upload, UploadState
 
 
@@ -188,10 +188,7 @@ class MemoryCatalog(Catalog):
             entry = self._handoffs.get(upload_id)
             if entry is None:
                 return
-            if delivered:
-                state, due = "delivered", now
-            else:
-                state, due = ("pending", next_at) if next_at is not None else ("failed", now)
+            state, due = settlement(delivered, now, next_at)
             self._handoffs[upload_id] = (
                 dataclasses.replace(
                     entry[0],

@@ -33,7 +33,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from chunkd.catalog import codec, migrations
-from chunkd.catalog.base import Activity, Catalog, Handoff, Totals, Usage, check_fields
+from chunkd.catalog.base import Activity, Catalog, Handoff, Totals, Usage, check_fields, settlement
 from chunkd.uploads.models import OPEN_STATES, Part, Upload, UploadState
 
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in codec.COLUMNS)
@@ -317,10 +317,7 @@ class PostgresCatalog(Catalog):
         next_at: float | None = None,
         error: str | None = None,
     ) -> None:
-        if delivered:
-            state, due = "delivered", now
-        else:
-            state, due = ("pending", next_at) if next_at is not None else ("failed", now)
+        state, due = settlement(delivered, now, next_at)
         await self.pool.execute(
             'UPDATE handoffs SET "state" = $1, "next_at" = $2, "claimed_until" = 0, '
             '"last_error" = $3, "delivered_at" = $4 WHERE "upload_id" = $5',

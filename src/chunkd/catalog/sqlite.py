@@ -15,7 +15,7 @@ from typing import Any
 import aiosqlite
 
 from chunkd.catalog import codec, migrations
-from chunkd.catalog.base import Activity, Catalog, Handoff, Totals, Usage, check_fields
+from chunkd.catalog.base import Activity, Catalog, Handoff, Totals, Usage, check_fields, settlement
 from chunkd.uploads.models import Part, Upload, UploadState
 
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in codec.COLUMNS)
@@ -258,10 +258,7 @@ class SqliteCatalog(Catalog):
         next_at: float | None = None,
         error: str | None = None,
     ) -> None:
-        if delivered:
-            state, due = "delivered", now
-        else:
-            state, due = ("pending", next_at) if next_at is not None else ("failed", now)
+        state, due = settlement(delivered, now, next_at)
         await self.db.execute(
             'UPDATE handoffs SET "state" = ?, "next_at" = ?, "claimed_until" = 0, '
             '"last_error" = ?, "delivered_at" = ? WHERE "upload_id" = ?',
