@@ -96,7 +96,7 @@ async def run_sweeper(service: UploadService, interval: float) -> None:
             await abort_orphans(service)
             await service.catalog.purge_nonces(service.clock())
             # uploads left verifying (a scanner that was down) are tried again
-            await service.recover()
+            await service.recover(frozenset({UploadState.VERIFYING}))
         except Exception:
             log.exception("expiry sweep failed; retrying at the next interval")
             continue

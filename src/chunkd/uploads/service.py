@@ -45,7 +45,7 @@ from chunkd.hooks.base import POST_CREATE, POST_RECEIVE, POST_TERMINATE, PRE_CRE
 from chunkd.hooks.dispatcher import Hooks, payload_of
 from chunkd.protocol.checksums import Checksum
 from chunkd.protocol.tus.headers import is_valid_upload_id
-from chunkd.storage.base import Storage, SupportsConcatenation
+from chunkd.storage.base import Storage, SupportsConcatenation, SupportsDownload
 from chunkd.uploads.events import ABORTED, CREATED, Event, EventBus, ProgressMeter
 from chunkd.uploads.finishing import Finisher
 from chunkd.uploads.hashing import DigestCache
@@ -136,8 +136,6 @@ class UploadService:
         return upload.expires_at is not None and upload.expires_at <= self.clock()
 
     def read(self, upload: Upload, start: int, stop: int) -> AsyncIterator[bytes]:
-        from chunkd.storage.base import SupportsDownload
-
         if not isinstance(self.storage, SupportsDownload):
             raise UploadNotFound("this storage backend does not serve downloads")
         return self.storage.read(upload.storage, start, stop)
@@ -441,10 +439,14 @@ class UploadService:
         self.events.close()
         return self.locker.release_all()
 
-    async def recover(self) -> int:
-        """Finish what a crash interrupted: uploads fully received but not yet complete."""
+    async def recover(self, states: frozenset[UploadState] = OPEN_STATES) -> int:
+        """Finish what a crash interrupted: uploads fully received but not yet complete.
+
+        At start-up both open states are looked at; the periodic retry (a scanner or hook
+        that was down) needs only ``verifying`` ones, not every upload still receiving.
+        """
         finished = 0
-        for upload in await self.catalog.list_by_state(frozenset(OPEN_STATES), limit=10_000):
+        for upload in await self.catalog.list_by_state(states, limit=10_000):
             if upload.state is UploadState.VERIFYING or upload.is_finished:
                 async with self.locker.hold(upload.id, wait=self.config.lock_wait):
                     await self.finisher.finish(upload)
