@@ -10,6 +10,7 @@ A backend never sees the catalog: it gets its own opaque ``handle`` back on ever
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
@@ -115,6 +116,27 @@ class SupportsDownload(ABC):
     @abstractmethod
     def read(self, handle: Handle, start: int, stop: int) -> AsyncIterator[bytes]:
         """Bytes ``start`` (inclusive) to ``stop`` (exclusive), in small chunks."""
+
+    async def feed(
+        self, handle: Handle, start: int, stop: int, observers: Sequence[Observer]
+    ) -> int:
+        """Show bytes ``start`` to ``stop``, in order, to each observer (e.g. a hasher's
+        ``update``) off the event loop; returns how many bytes there were.
+
+        Backends that can read in a worker thread do the whole range in one hand-off, so hashing
+        stored bytes does not queue behind the event loop once per chunk. A chunk may be a view
+        of a reused buffer: observers must not keep it past the call.
+        """
+        fed = 0
+        async for chunk in self.read(handle, start, stop):
+            await asyncio.to_thread(_show, observers, chunk)
+            fed += len(chunk)
+        return fed
+
+
+def _show(observers: Sequence[Observer], chunk: bytes) -> None:
+    for observe in observers:
+        observe(chunk)
 
 
 class SupportsConcatenation(ABC):

@@ -58,6 +58,21 @@ class StorageContract:
             await writer.flush(durable=False)
         assert hasher.digest() == hashlib.sha256(data).digest()
 
+    async def test_feed_shows_a_stored_range_to_each_observer(self, storage: Storage) -> None:
+        if not isinstance(storage, SupportsDownload):
+            return
+        data = os.urandom(3_000_001)
+        handle = await storage.create(secrets.token_hex(16), len(data))
+        await write(storage, handle, 0, data)
+        handle = await storage.finish(handle, len(data))
+        whole, tail = hashlib.sha256(), hashlib.md5()
+        assert await storage.feed(handle, 0, len(data), [whole.update]) == len(data)
+        assert whole.digest() == hashlib.sha256(data).digest()
+        fed = await storage.feed(handle, 1_048_575, 2_100_000, [tail.update])
+        assert fed == 2_100_000 - 1_048_575
+        assert tail.digest() == hashlib.md5(data[1_048_575:2_100_000]).digest()
+        assert await storage.feed(handle, 5, 5, [whole.update]) == 0
+
     async def test_many_tiny_writes(self, storage: Storage) -> None:
         handle = await storage.create(secrets.token_hex(16), None)
         data = os.urandom(5000)

@@ -239,9 +239,9 @@ class Sessions:
             if part is None:
                 break
             if hashers is not None and isinstance(storage, SupportsDownload):
-                async for chunk in storage.read(upload.storage, offset, offset + part.size):
-                    for hasher in hashers.values():
-                        await asyncio.to_thread(hasher.update, chunk)
+                # one worker-thread pass per part, while it is likely still in the page cache
+                updates = [hasher.update for hasher in hashers.values()]
+                await storage.feed(upload.storage, offset, offset + part.size, updates)
             offset += part.size
         if offset == upload.offset:
             return upload
