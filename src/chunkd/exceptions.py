@@ -188,6 +188,13 @@ class PartConflict(Conflict):
     default_hint = "This part was already received with different bytes."
 
 
+class DigestConflict(Conflict):
+    code = "DIGEST_CONFLICT"
+    default_hint = (
+        "A whole-file digest declared at complete must equal the one declared at creation."
+    )
+
+
 class NotASession(Conflict):
     code = "NOT_A_SESSION"
     default_hint = "This upload was created with tus; continue it with tus PATCH requests."

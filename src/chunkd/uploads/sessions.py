@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from chunkd.exceptions import (
+    DigestConflict,
     DigestMismatch,
     MissingParts,
     NotASession,
@@ -256,15 +257,24 @@ class Sessions:
 
     # -- completing ------------------------------------------------------------------------
 
-    async def complete(self, upload_id: str, *, owner: str | None = None) -> Upload:
+    async def complete(
+        self,
+        upload_id: str,
+        *,
+        owner: str | None = None,
+        declared: Mapping[str, str] | None = None,
+    ) -> Upload:
         """Verify every part is there and the whole-file digests match, then finish.
 
-        Completing a completed upload answers the same upload again; a failed one, the same
-        error.
+        ``declared`` are whole-file digests the client computed while sending, added to any
+        declared at creation (they must agree). Completing a completed upload answers the same
+        upload again; a failed one, the same error.
         """
         service = self._service
         async with service.locker.hold(upload_id, wait=service.config.lock_wait):
             upload = await self.get(upload_id, owner=owner)
+            if declared:
+                upload = await self._declare(upload, dict(declared))
             if upload.state is UploadState.RECEIVING:
                 _, missing = await self.received(upload)
                 if missing:
@@ -286,3 +296,25 @@ class Sessions:
                     }
                 raise error
             return upload
+
+    async def _declare(self, upload: Upload, declared: dict[str, str]) -> Upload:
+        """Record digests declared at complete; refuse ones that contradict what is known."""
+        known = upload.digests if upload.state is UploadState.COMPLETE else {}
+        known = {**known, **upload.expected_digests}
+        clashing = sorted(
+            name for name, value in declared.items() if known.get(name, value) != value
+        )
+        if clashing:
+            raise DigestConflict(
+                f"the {', '.join(clashing)} declared now differs from the one already known",
+                details={"declared": declared, "known": {name: known[name] for name in clashing}},
+            )
+        unfinished = upload.state in (UploadState.RECEIVING, UploadState.VERIFYING)
+        if not unfinished or declared.items() <= upload.expected_digests.items():
+            return upload
+        changed = await self._service.catalog.compare_and_set(
+            upload.id,
+            {"state": upload.state},
+            {"expected_digests": {**upload.expected_digests, **declared}},
+        )
+        return changed or upload

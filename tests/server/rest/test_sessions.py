@@ -221,6 +221,44 @@ async def test_whole_file_digest_mismatch_fails_the_upload(client: httpx.AsyncCl
     assert "sha256 expected" in status["error"]
 
 
+async def test_digests_declared_at_complete_are_verified(client: httpx.AsyncClient) -> None:
+    data = os.urandom(250_000)
+    right = hashlib.sha256(data).hexdigest()
+    good = await create(client, len(data), part_size=100_000)
+    for n in range(3):
+        await put(client, good["id"], n, data[n * 100_000 : (n + 1) * 100_000])
+    done = await client.post(f"/uploads/{good['id']}/complete", json={"sha256": right})
+    assert done.status_code == 200, done.text
+    assert done.json()["digests"]["sha256"] == right
+    again = await client.post(f"/uploads/{good['id']}/complete", json={"sha256": right})
+    assert again.json() == done.json()
+    other = await client.post(f"/uploads/{good['id']}/complete", json={"sha256": "00" * 32})
+    assert_error(other, 409, "DIGEST_CONFLICT")
+
+    bad = await create(client, len(data), part_size=100_000)
+    for n in range(3):
+        await put(client, bad["id"], n, data[n * 100_000 : (n + 1) * 100_000])
+    md5 = hashlib.md5(b"other bytes").hexdigest()
+    refused = await client.post(f"/uploads/{bad['id']}/complete", json={"md5": md5})
+    error = assert_error(refused, 422, "DIGEST_MISMATCH")
+    assert error["details"]["actual"]["md5"] == hashlib.md5(data).hexdigest()  # type: ignore[index]
+
+
+async def test_a_digest_at_complete_must_agree_with_creation(client: httpx.AsyncClient) -> None:
+    data = os.urandom(1000)
+    session = await create(client, len(data), sha256=hashlib.sha256(data).hexdigest())
+    await put(client, session["id"], 0, data)
+    url = f"/uploads/{session['id']}/complete"
+    clash = await client.post(url, json={"sha256": hashlib.sha256(b"x").hexdigest()})
+    assert_error(clash, 409, "DIGEST_CONFLICT")
+    assert (await client.get(f"/uploads/{session['id']}")).json()["state"] == "receiving"
+    assert_error(await client.post(url, content=b"{oops"), 400, "BAD_REQUEST")
+    assert_error(await client.post(url, json={"sha256": "zz"}), 422, "VALIDATION_FAILED")
+    assert_error(await client.post(url, json={"sha1": "ab"}), 422, "VALIDATION_FAILED")
+    done = await client.post(url, json={"sha256": hashlib.sha256(data).hexdigest()})
+    assert done.status_code == 200
+
+
 async def test_completing_twice_answers_the_same(client: httpx.AsyncClient) -> None:
     data = os.urandom(1000)
     session = await create(client, len(data), md5=hashlib.md5(data).hexdigest())
@@ -294,9 +332,7 @@ async def test_whole_file_in_one_request(client: httpx.AsyncClient) -> None:
     assert form.status_code == 201, form.text
     assert form.json()["filename"] == "form.bin"
     assert form.json()["digests"]["sha256"] == digest
-    missing = await client.post(
-        "/uploads?complete=true", files={"other": ("a", b"x")}
-    )
+    missing = await client.post("/uploads?complete=true", files={"other": ("a", b"x")})
     assert_error(missing, 400, "BAD_REQUEST")
 
 

@@ -39,6 +39,26 @@ class CreateSession(BaseModel):
         return {name: value for name, value in declared.items() if value is not None}
 
 
+class CompleteSession(BaseModel):
+    """Whole-file digests a client computed while sending (it need not read the file twice)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: str | None = None
+    crc32c: str | None = None
+    md5: str | None = None
+
+    @field_validator("sha256", "crc32c", "md5")
+    @classmethod
+    def _digest(cls, value: str | None, info: object) -> str | None:
+        name = getattr(info, "field_name", "")
+        return None if value is None else normalize_digest(name, value)
+
+    def declared(self) -> dict[str, str]:
+        declared = {"sha256": self.sha256, "crc32c": self.crc32c, "md5": self.md5}
+        return {name: value for name, value in declared.items() if value is not None}
+
+
 class SessionUrls(BaseModel):
     self_: str = Field(alias="self")
     parts: str = Field(description="Template: replace {n} with the zero-based part index.")

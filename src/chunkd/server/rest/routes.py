@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, Response
@@ -25,6 +25,7 @@ from chunkd.server.auth import Authenticator
 from chunkd.server.bodies import body_of, content_length
 from chunkd.server.rest.errors import ERROR_RESPONSES
 from chunkd.server.rest.models import (
+    CompleteSession,
     CreateSession,
     HandoffStatus,
     PartStored,
@@ -43,6 +44,10 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
 _CREATE_SESSION_SCHEMA = CreateSession.model_json_schema(
     ref_template="#/components/schemas/{model}"
 )
+_COMPLETE_SESSION_SCHEMA = CompleteSession.model_json_schema(
+    ref_template="#/components/schemas/{model}"
+)
+M = TypeVar("M", bound=BaseModel)
 
 
 def _service(request: HTTPConnection) -> UploadService:
@@ -253,10 +258,21 @@ def build_router(api: RestApi) -> APIRouter:
         "/{upload_id}/complete",
         response_model=UploadStatus,
         summary="Check every part is there, verify the whole file, and finish",
+        openapi_extra={
+            "requestBody": {
+                "required": False,
+                "description": "Optional whole-file digests, if not declared at creation.",
+                "content": {"application/json": {"schema": _COMPLETE_SESSION_SCHEMA}},
+            }
+        },
     )
     async def complete_upload(request: Request, upload_id: str) -> UploadStatus:
         owner = await _owner(request, upload_id)
-        upload = await _service(request).sessions.complete(upload_id, owner=owner)
+        spec = await _json_body(request, CompleteSession, "complete request", empty=True)
+        declared = spec.declared() if spec is not None else {}
+        upload = await _service(request).sessions.complete(
+            upload_id, owner=owner, declared=declared
+        )
         return await api.status(request, upload)
 
     @router.delete(
@@ -270,16 +286,27 @@ def build_router(api: RestApi) -> APIRouter:
 
 
 async def _create_spec(request: Request) -> CreateSession:
+    spec = await _json_body(request, CreateSession, "session request")
+    assert spec is not None
+    return spec
+
+
+async def _json_body(
+    request: Request, model: type[M], what: str, *, empty: bool = False
+) -> M | None:
+    """The request's JSON body as ``model`` (``None`` for no body at all, when ``empty``)."""
     declared = content_length(request)
     if declared is not None and declared > _JSON_LIMIT:
-        raise TooLarge("the session request is larger than 64 KiB")
+        raise TooLarge(f"the {what} is larger than 64 KiB")
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > _JSON_LIMIT:
-            raise TooLarge("the session request is larger than 64 KiB")
+            raise TooLarge(f"the {what} is larger than 64 KiB")
+    if empty and not body.strip():
+        return None
     try:
-        return CreateSession.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as error:
         if any(problem["type"] == "json_invalid" for problem in error.errors()):
             raise BadRequest("the body is not valid JSON") from None
@@ -287,9 +314,7 @@ async def _create_spec(request: Request) -> CreateSession:
             {"loc": [str(part) for part in problem["loc"]], "msg": problem["msg"]}
             for problem in error.errors()
         ]
-        raise ValidationFailed(
-            "the session request is not valid", details={"problems": problems}
-        ) from None
+        raise ValidationFailed(f"the {what} is not valid", details={"problems": problems}) from None
 
 
 def _declared_digests(values: dict[str, str | None]) -> dict[str, str]:
