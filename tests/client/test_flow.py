@@ -11,6 +11,7 @@ import pytest
 from chunkd.client import FileChanged, RetriesExhausted, RetryPolicy, ServerRefused
 from chunkd.client._effects import (
     Checkpoint,
+    FileDigest,
     Flow,
     Parallel,
     Progressed,
@@ -24,7 +25,7 @@ from chunkd.client._flow import UploadPlan, rest_flow, tus_flow
 
 BASE = "http://chunkd.test"
 SHA = "ab" * 32
-PLAN = UploadPlan(BASE, "f.bin", 250, SHA, part_size=100, parallel=2, retry=RetryPolicy(3, 0.01))
+PLAN = UploadPlan(BASE, "f.bin", 250, part_size=100, parallel=2, retry=RetryPolicy(3, 0.01))
 SESSION = Session("rest", "u1", f"{BASE}/uploads/u1", f"{BASE}/uploads/u1/parts/{{n}}",
                   f"{BASE}/uploads/u1/complete", 100)  # fmt: skip
 Answer = Response | TransportFailure
@@ -53,7 +54,8 @@ CREATED = {"id": "u1", "part_size": 100, "part_count": 3, "expires_at": None,
 
 
 class Driver:
-    """Answers requests with ``answer`` and records every effect; runs Parallel in order."""
+    """Answers requests with ``answer`` and records every effect; runs Parallel in order;
+    the file's sha256 is ``SHA``."""
 
     def __init__(self, answer: Callable[[Request], Answer]) -> None:
         self.answer = answer
@@ -71,6 +73,8 @@ class Driver:
                 reply = self.answer(effect)
             elif isinstance(effect, Parallel):
                 reply = [self.run(sub) for sub in effect.flows]
+            elif isinstance(effect, FileDigest):
+                reply = SHA
             else:
                 reply = None
 
@@ -100,8 +104,7 @@ def test_a_new_upload_creates_a_session_sends_every_part_and_completes() -> None
     driver = Driver(rest_server())
     result = driver.run(rest_flow(PLAN))
     created = next(e for e in driver.effects if isinstance(e, Request))
-    assert created.json == {"filename": "f.bin", "size": 250, "part_size": 100, "sha256": SHA,
-                            "metadata": {}}  # fmt: skip
+    assert created.json == {"filename": "f.bin", "size": 250, "part_size": 100, "metadata": {}}
     assert driver.parts() == ["0", "1", "2"]
     assert [e for e in driver.effects if isinstance(e, Checkpoint)] == [Checkpoint(SESSION)]
     puts = [e for e in driver.effects if isinstance(e, Request) and e.method == "PUT"]
@@ -109,6 +112,14 @@ def test_a_new_upload_creates_a_session_sends_every_part_and_completes() -> None
                                                                         (200, 50)]  # fmt: skip
     assert all(p.body and p.body.digest == "content-digest" for p in puts)
     assert result.parts_sent == 3 and not result.resumed and result.location == "L"
+    assert result.sha256 == SHA
+    completed = [e for e in driver.effects if isinstance(e, Request) and e.method == "POST"][-1]
+    assert completed.url.endswith("/complete") and completed.json == {"sha256": SHA}
+    # the whole-file digest is asked for once every part is sent, not before the first
+    first_digest = next(i for i, e in enumerate(driver.effects) if isinstance(e, FileDigest))
+    last_put = max(i for i, e in enumerate(driver.effects)
+                   if isinstance(e, Request) and e.method == "PUT")  # fmt: skip
+    assert first_digest > last_put
     assert sum(e.bytes for e in driver.effects if isinstance(e, Progressed)) == 250
 
 
@@ -189,6 +200,14 @@ def test_a_part_conflict_or_another_digest_means_the_file_changed() -> None:
     )
     with pytest.raises(FileChanged, match="part 0"):
         conflict.run(rest_flow(PLAN))
+    garbled = Driver(
+        lambda r: error(400, "PART_CHECKSUM_MISMATCH") if r.method == "PUT" else rest_server()(r)
+    )
+    with pytest.raises(FileChanged, match="changed while it was sent"):
+        garbled.run(rest_flow(PLAN))
+    refused = Driver(rest_server([error(422, "DIGEST_MISMATCH")]))
+    with pytest.raises(FileChanged, match="DIGEST_MISMATCH"):
+        refused.run(rest_flow(PLAN))
     other = {**status(), "digests": {"sha256": "cd" * 32}}
     mismatch = Driver(rest_server([ok(200, other)]))
     with pytest.raises(FileChanged, match="sha256"):

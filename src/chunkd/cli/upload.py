@@ -120,9 +120,6 @@ def _follow(
     bars: Progress, task: TaskID, total: TaskID, before: int, name: str
 ) -> Callable[[UploadProgress], None]:
     def update(progress: UploadProgress) -> None:
-        if progress.phase == "hashing":
-            bars.update(task, completed=progress.bytes_sent, description=f"{name} [dim](sha256)")
-            return
         bars.update(task, completed=progress.bytes_sent, description=name)
         bars.update(total, completed=before + progress.bytes_sent)
 

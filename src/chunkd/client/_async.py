@@ -13,6 +13,8 @@ import httpx
 
 from chunkd.client._effects import (
     Checkpoint,
+    FileDigest,
+    FileSpan,
     Flow,
     Parallel,
     Progressed,
@@ -22,17 +24,12 @@ from chunkd.client._effects import (
     TransportFailure,
 )
 from chunkd.client._errors import Cancelled
-from chunkd.client._files import read_span
+from chunkd.client._files import FileReader
 from chunkd.client._flow import UploadResult
 from chunkd.client._job import Options, Protocol, UploadJob, response_headers
 from chunkd.client._progress import ProgressCallback
 from chunkd.client._retry import RetryPolicy
 from chunkd.client._state import ResumeState
-
-_CHUNK = 1024 * 1024
-# a part up to this size goes out in one write (progress counts it when it is acknowledged);
-# a larger one is streamed in chunks so progress moves while it is sent
-_STREAM_ABOVE = int(os.environ.get("CHUNKD_STREAM_ABOVE", 64 * 1024 * 1024))
 
 
 class AsyncClient:
@@ -81,8 +78,9 @@ class AsyncClient:
         flow = await asyncio.to_thread(job.prepare)
         fd = await asyncio.to_thread(os.open, job.path, os.O_RDONLY)
         try:
-            result = await _Runner(self.http, job, fd, cancel).run(flow)
+            result = await _Runner(self.http, job, job.open(fd), cancel).run(flow)
         finally:
+            await asyncio.to_thread(job.close)
             os.close(fd)
         return await asyncio.to_thread(job.finished, result)
 
@@ -103,9 +101,9 @@ class AsyncClient:
 
 class _Runner:
     def __init__(
-        self, http: httpx.AsyncClient, job: UploadJob, fd: int, cancel: asyncio.Event
+        self, http: httpx.AsyncClient, job: UploadJob, reader: FileReader, cancel: asyncio.Event
     ) -> None:
-        self.http, self.job, self.fd, self.cancel = http, job, fd, cancel
+        self.http, self.job, self.reader, self.cancel = http, job, reader, cancel
 
     async def run(self, flow: Flow[Any]) -> Any:
         reply: Any = None
@@ -136,6 +134,8 @@ class _Runner:
             return None
         if isinstance(effect, Parallel):
             return await self.parallel(effect)
+        if isinstance(effect, FileDigest):
+            return await asyncio.to_thread(self.job.sha256)
         raise TypeError(f"unknown effect {effect!r}")
 
     async def request(self, request: Request) -> Response | TransportFailure:
@@ -143,12 +143,9 @@ class _Runner:
         content: AsyncIterator[bytes] | None = None
         streamed = [0]
         if request.body is not None:
-            data, extra = await asyncio.to_thread(read_span, self.fd, request.body)
-            headers.update(extra)
-            # always a generator: once sent, it drops the part's bytes, even if httpx objects
-            # that point at it linger in a reference cycle until the next gc pass
-            content = self.chunks(data, streamed)
-            del data
+            headers.update(await asyncio.to_thread(self.reader.checksum, request.body))
+            headers["Content-Length"] = str(request.body.length)
+            content = self.chunks(request.body, streamed)
         try:
             answer = await self.http.request(
                 request.method, request.url, headers=headers, json=request.json, content=content
@@ -160,22 +157,13 @@ class _Runner:
                 self.job.tracker.streamed(-streamed[0])
         return Response(answer.status_code, response_headers(answer.headers), answer.content)
 
-    async def chunks(self, data: bytes, streamed: list[int]) -> AsyncIterator[bytes]:
-        if len(data) <= _STREAM_ABOVE:
+    async def chunks(self, span: FileSpan, streamed: list[int]) -> AsyncIterator[bytes]:
+        """The span read a MiB at a time (off the event loop) as httpx sends it."""
+        chunks = self.reader.chunks(span)
+        while chunk := await asyncio.to_thread(next, chunks, b""):
             if self.cancel.is_set():
                 raise Cancelled("the upload was cancelled")
-            size = len(data)
-            yield data
-            del data
-            streamed[0] += size
-            self.job.tracker.streamed(size)
-            return
-        view = memoryview(data)
-        for start in range(0, len(data), _CHUNK):
-            if self.cancel.is_set():
-                raise Cancelled("the upload was cancelled")
-            chunk = view[start : start + _CHUNK]
-            yield bytes(chunk)
+            yield chunk
             streamed[0] += len(chunk)
             self.job.tracker.streamed(len(chunk))
 

@@ -7,6 +7,7 @@ A flow is a generator: it yields an effect, and the driver sends back the effect
 - ``Checkpoint`` -> ``None`` (the driver saves the session so a new process can resume it)
 - ``Progressed`` -> ``None`` (acknowledged bytes and parts, for progress reports)
 - ``Parallel`` -> ``list`` of the sub-flows' results, at most ``limit`` running at once
+- ``FileDigest`` -> the whole file's sha256, hex (from the driver's one pass over the file)
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias, TypeVar
 
-# a part's digest is computed by the driver while it reads the part, and sent in this header
+# a span's crc32c is computed by the driver's pass over the file, and sent in a header of this
+# protocol's kind: X-Checksum-Crc32c (REST) or Upload-Checksum (tus)
 DigestHeader = Literal["content-digest", "upload-checksum"]
 
 
@@ -82,6 +84,11 @@ class Progressed:
 
 
 @dataclass(frozen=True)
+class FileDigest:
+    """Ask for the whole file's sha256."""
+
+
+@dataclass(frozen=True)
 class Parallel:
     flows: Iterable[Flow[Any]]
     limit: int
@@ -99,6 +106,6 @@ class Session:
     part_size: int = 0
 
 
-Effect = Request | Sleep | Checkpoint | Progressed | Parallel
+Effect = Request | Sleep | Checkpoint | Progressed | Parallel | FileDigest
 T = TypeVar("T")
 Flow: TypeAlias = Generator[Effect, Any, T]

@@ -1,9 +1,10 @@
 """The upload protocols, written once as sans-I/O generators (see ``_effects``).
 
-``rest_flow`` uses a REST session: create (declaring the whole-file sha256), PUT the missing
-parts in parallel, each with its own ``Content-Digest``, complete, and check the server's digest.
-``tus_flow`` uses tus 1.0: create, PATCH from the server's offset (``Upload-Checksum`` per
-request), and after any failure ask ``HEAD`` where to go on from.
+``rest_flow`` uses a REST session: create, PUT the missing parts in parallel, each with its
+crc32c, complete declaring the whole-file sha256 (computed while the parts were read), and
+check the server's digest. ``tus_flow`` uses tus 1.0: create, PATCH from the server's offset
+(``Upload-Checksum`` per request), after any failure ask ``HEAD`` where to go on from, and
+compare the server's sha256 at the end.
 
 Both resume a ``Session`` saved by an earlier process: only what the server lacks is sent.
 """
@@ -17,6 +18,7 @@ from urllib.parse import urljoin
 
 from chunkd.client._effects import (
     Checkpoint,
+    FileDigest,
     FileSpan,
     Flow,
     Parallel,
@@ -40,7 +42,6 @@ class UploadPlan:
     server: str  # base URL, no trailing slash
     filename: str
     size: int
-    sha256: str  # hex, of the whole file
     part_size: int
     parallel: int = 4
     content_type: str | None = None
@@ -64,10 +65,10 @@ def _parts(ranges: list[list[int]]) -> list[int]:
     return [n for first, last in ranges for n in range(first, last + 1)]
 
 
-def _check_digest(plan: UploadPlan, status: dict[str, Any]) -> None:
+def _check_digest(sha256: str, status: dict[str, Any]) -> None:
     actual = (status.get("digests") or {}).get("sha256")
-    if actual is not None and actual != plan.sha256:
-        raise FileChanged(f"the server stored sha256 {actual}, the file has {plan.sha256}")
+    if actual is not None and actual != sha256:
+        raise FileChanged(f"the server stored sha256 {actual}, the file has {sha256}")
 
 
 def rest_flow(plan: UploadPlan, prior: Session | None = None) -> Flow[UploadResult]:
@@ -97,8 +98,12 @@ def rest_flow(plan: UploadPlan, prior: Session | None = None) -> Flow[UploadResu
         for _ in range(3):
             yield Parallel((_put_part(plan, session, n) for n in missing), plan.parallel)
             sent += len(missing)
-            reply = yield from send(Request("POST", session.complete_url), plan.retry)
+            sha256 = yield FileDigest()
+            done = Request("POST", session.complete_url, json={"sha256": sha256})
+            reply = yield from send(done, plan.retry)
             error = reply.error()
+            if reply.status == 422 and error.get("code") == "DIGEST_MISMATCH":
+                raise FileChanged(f"the file changed while it was sent: {refused(reply)}")
             if reply.status == 409 and error.get("code") == "MISSING_PARTS":
                 missing = _parts((error.get("details") or {}).get("missing_parts") or [])
                 continue
@@ -118,11 +123,11 @@ def rest_flow(plan: UploadPlan, prior: Session | None = None) -> Flow[UploadResu
     if status["state"] != "complete":
         code = "UPLOAD_" + str(status["state"]).upper()
         raise ServerRefused(200, code, status.get("error") or "the upload did not complete")
-    _check_digest(plan, status)
+    sha256 = yield FileDigest()
+    _check_digest(sha256, status)
     return UploadResult(
-        session.id, "rest", plan.size, plan.sha256, "complete", status.get("location"), sent,
-        resumed,
-    )  # fmt: skip
+        session.id, "rest", plan.size, sha256, "complete", status.get("location"), sent, resumed
+    )
 
 
 def _create_session(plan: UploadPlan) -> Flow[Session]:
@@ -130,7 +135,6 @@ def _create_session(plan: UploadPlan) -> Flow[Session]:
         "filename": plan.filename,
         "size": plan.size,
         "part_size": plan.part_size,
-        "sha256": plan.sha256,
         "metadata": plan.metadata,
     }
     if plan.content_type:
@@ -151,8 +155,9 @@ def _put_part(plan: UploadPlan, session: Session, n: int) -> Flow[int]:
     url = session.parts_url.replace("{n}", str(n))
     span = FileSpan(start, length, "content-digest")
     reply = yield from send(Request("PUT", url, body=span), plan.retry)
-    if reply.status == 409 and reply.error().get("code") == "PART_CONFLICT":
-        raise FileChanged(f"part {n} on the server differs from the file: {refused(reply)}")
+    code = reply.error().get("code")
+    if reply.status in (400, 409) and code in ("PART_CONFLICT", "PART_CHECKSUM_MISMATCH"):
+        raise FileChanged(f"part {n} changed while it was sent: {refused(reply)}")
     if reply.status not in (200, 201):
         raise refused(reply)
     yield Progressed(length, 1)
@@ -230,10 +235,11 @@ def tus_flow(plan: UploadPlan, prior: Session | None = None) -> Flow[UploadResul
             raise ServerRefused(404, "UPLOAD_NOT_FOUND", "the upload vanished while sending")
         offset = known
     reply = yield from send(Request("HEAD", session.url, TUS), plan.retry)
+    sha256 = yield FileDigest()
     digest = reply.headers.get("repr-digest", "")
     if digest.startswith("sha-256=:"):
         actual = base64.b64decode(digest[9:].rstrip(":")).hex()
-        _check_digest(plan, {"digests": {"sha256": actual}})
+        _check_digest(sha256, {"digests": {"sha256": actual}})
     return UploadResult(
-        session.id, "tus", plan.size, plan.sha256, "complete", session.url, sent, resumed
+        session.id, "tus", plan.size, sha256, "complete", session.url, sent, resumed
     )

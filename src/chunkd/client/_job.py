@@ -1,21 +1,21 @@
 """One file's upload, minus the I/O loop: what both drivers do before, around and after a flow.
 
 ``prepare`` (blocking file I/O) fingerprints the file, looks up a session an earlier process
-left, hashes the file if no sha256 is remembered, and builds the flow. ``checkpoint`` saves a
-new session as soon as the server created it, so a process killed a moment later resumes it.
+left, and builds the flow; ``open`` gives it the file to read. ``checkpoint`` saves a new
+session as soon as the server created it, so a process killed a moment later resumes it, and
+``sha256`` remembers the whole-file digest once the reader's pass has computed it.
 """
 
 from __future__ import annotations
 
 import mimetypes
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from chunkd.client._effects import Flow, Session
-from chunkd.client._files import Fingerprint, file_sha256
+from chunkd.client._files import FileReader, Fingerprint
 from chunkd.client._flow import UploadPlan, UploadResult, rest_flow, tus_flow
 from chunkd.client._progress import ProgressCallback, ProgressTracker
 from chunkd.client._retry import RetryPolicy
@@ -59,8 +59,10 @@ class UploadJob:
         self.cancelled = cancelled
         self.tracker = ProgressTracker(0, 0, on_progress)
         self.fingerprint: Fingerprint | None = None
-        self.sha256 = ""
-        self._lock = threading.Lock()
+        self.session: Session | None = None
+        self.reader: FileReader | None = None
+        self.part_size = 1
+        self._sha256 = ""  # remembered from an earlier run, or computed by the reader
 
     def prepare(self) -> Flow[UploadResult]:
         options = self.options
@@ -68,24 +70,17 @@ class UploadJob:
         sha256, prior = "", None
         if options.state is not None:
             sha256, prior = options.state.lookup(options.server, options.protocol, file)
+        self._sha256, self.session = sha256, prior
         part_size = prior.part_size if prior and prior.part_size else None
         part_size = part_size or choose_part_size(file.size, options.part_size)
+        self.part_size = part_size
         self.tracker = ProgressTracker(
             file.size, part_count(file.size, part_size), self.on_progress
         )
-        if not sha256:
-            self.tracker.set_phase("hashing")
-            sha256 = file_sha256(self.path, self.tracker.streamed, self.cancelled)
-            self.tracker.streamed(-self.tracker.inflight)
-            if options.state is not None:
-                options.state.remember(options.server, options.protocol, file, sha256, None)
-        self.sha256 = sha256
-        self.tracker.set_phase("uploading")
         plan = UploadPlan(
             server=options.server,
             filename=self.path.name,
             size=file.size,
-            sha256=sha256,
             part_size=part_size,
             parallel=max(1, options.parallel),
             content_type=self.content_type,
@@ -95,10 +90,36 @@ class UploadJob:
         run = tus_flow if options.protocol == "tus" else rest_flow
         return run(plan, prior)
 
+    def open(self, fd: int) -> FileReader:
+        """The reader the driver sends spans with (``fd`` stays the driver's to close)."""
+        assert self.fingerprint is not None, "prepare first"
+        self.reader = FileReader(
+            fd,
+            self.fingerprint.size,
+            self.part_size,
+            ahead=max(1, self.options.parallel) + 1,
+            cancelled=self.cancelled,
+        )
+        return self.reader
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+
     def checkpoint(self, session: Session) -> None:
+        self.session = session
         state, file = self.options.state, self.fingerprint
         if state is not None and file is not None:
-            state.remember(self.options.server, self.options.protocol, file, self.sha256, session)
+            state.remember(self.options.server, self.options.protocol, file, self._sha256, session)
+
+    def sha256(self) -> str:
+        """The whole file's sha256: remembered, or from the reader's pass (blocking I/O)."""
+        if not self._sha256:
+            assert self.reader is not None, "open first"
+            self._sha256 = self.reader.sha256()
+            if self.session is not None:
+                self.checkpoint(self.session)
+        return self._sha256
 
     def finished(self, result: UploadResult) -> UploadResult:
         state, file = self.options.state, self.fingerprint

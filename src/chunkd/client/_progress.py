@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Progress:
-    phase: str  # "hashing", "uploading" or "done"
+    phase: str  # "uploading" or "done"
     bytes_total: int
     bytes_sent: int  # acknowledged by the server plus bytes in flight
     parts_total: int

@@ -15,6 +15,8 @@ import httpx
 
 from chunkd.client._effects import (
     Checkpoint,
+    FileDigest,
+    FileSpan,
     Flow,
     Parallel,
     Progressed,
@@ -24,17 +26,12 @@ from chunkd.client._effects import (
     TransportFailure,
 )
 from chunkd.client._errors import Cancelled
-from chunkd.client._files import read_span
+from chunkd.client._files import FileReader
 from chunkd.client._flow import UploadResult
 from chunkd.client._job import Options, Protocol, UploadJob, response_headers
 from chunkd.client._progress import ProgressCallback
 from chunkd.client._retry import RetryPolicy
 from chunkd.client._state import ResumeState
-
-_CHUNK = 1024 * 1024
-# a part up to this size goes out in one write (progress counts it when it is acknowledged);
-# a larger one is streamed in chunks so progress moves while it is sent
-_STREAM_ABOVE = int(os.environ.get("CHUNKD_STREAM_ABOVE", 64 * 1024 * 1024))
 
 
 class Client:
@@ -80,7 +77,10 @@ class Client:
         )
         flow = job.prepare()
         with open(job.path, "rb", buffering=0) as file:
-            result = _Runner(self.http, job, file.fileno(), cancel).run(flow)
+            try:
+                result = _Runner(self.http, job, job.open(file.fileno()), cancel).run(flow)
+            finally:
+                job.close()
         return job.finished(result)
 
     def close(self) -> None:
@@ -100,9 +100,9 @@ class Client:
 
 class _Runner:
     def __init__(
-        self, http: httpx.Client, job: UploadJob, fd: int, cancel: threading.Event
+        self, http: httpx.Client, job: UploadJob, reader: FileReader, cancel: threading.Event
     ) -> None:
-        self.http, self.job, self.fd, self.cancel = http, job, fd, cancel
+        self.http, self.job, self.reader, self.cancel = http, job, reader, cancel
         self.abort = threading.Event()  # a sibling part failed: the others stop too
 
     def stopped(self) -> bool:
@@ -137,6 +137,8 @@ class _Runner:
             return None
         if isinstance(effect, Parallel):
             return self.parallel(effect)
+        if isinstance(effect, FileDigest):
+            return self.job.sha256()
         raise TypeError(f"unknown effect {effect!r}")
 
     def request(self, request: Request) -> Response | TransportFailure:
@@ -144,12 +146,9 @@ class _Runner:
         content: Iterator[bytes] | None = None
         streamed = [0]
         if request.body is not None:
-            data, extra = read_span(self.fd, request.body)
-            headers.update(extra)
-            # always a generator: once sent, it drops the part's bytes, even if httpx objects
-            # that point at it linger in a reference cycle until the next gc pass
-            content = self.chunks(data, streamed)
-            del data
+            headers.update(self.reader.checksum(request.body))
+            headers["Content-Length"] = str(request.body.length)
+            content = self.chunks(request.body, streamed)
         try:
             answer = self.http.request(
                 request.method, request.url, headers=headers, json=request.json, content=content
@@ -161,22 +160,12 @@ class _Runner:
                 self.job.tracker.streamed(-streamed[0])
         return Response(answer.status_code, response_headers(answer.headers), answer.content)
 
-    def chunks(self, data: bytes, streamed: list[int]) -> Iterator[bytes]:
-        if len(data) <= _STREAM_ABOVE:
+    def chunks(self, span: FileSpan, streamed: list[int]) -> Iterator[bytes]:
+        """The span read a MiB at a time as httpx sends it: no part is ever held whole."""
+        for chunk in self.reader.chunks(span):
             if self.stopped():
                 raise Cancelled("the upload was cancelled")
-            size = len(data)
-            yield data
-            del data
-            streamed[0] += size
-            self.job.tracker.streamed(size)
-            return
-        view = memoryview(data)
-        for start in range(0, len(data), _CHUNK):
-            if self.stopped():
-                raise Cancelled("the upload was cancelled")
-            chunk = view[start : start + _CHUNK]
-            yield bytes(chunk)
+            yield chunk
             streamed[0] += len(chunk)
             self.job.tracker.streamed(len(chunk))
 
