@@ -269,3 +269,22 @@ async def test_a_trickling_body_is_ended_and_its_prefix_kept(clock: Clock) -> No
         with pytest.raises(RequestTooSlow):
             await service.sessions.put_part(session.id, 0, trickle())
         assert await service.catalog.list_parts(session.id) == []
+
+
+async def test_a_part_stored_with_sha256_is_still_recognised_when_sent_again(
+    service: UploadService,
+) -> None:
+    from chunkd.exceptions import PartConflict
+    from chunkd.uploads.models import Part
+
+    data = bytes(range(100))
+    session = await service.sessions.create(size=100, metadata={}, part_size=65536)
+    older = Part(0, 100, f"sha256:{hashlib.sha256(data).hexdigest()}")
+    assert await service.catalog.add_part(session.id, older)
+    part, new = await service.sessions.put_part(session.id, 0, body(data[:30], data[30:]))
+    assert (part, new) == (older, False)
+    with pytest.raises(PartConflict):
+        await service.sessions.put_part(session.id, 0, body(b"x" * 100))
+    fresh = await service.sessions.create(size=100, metadata={}, part_size=65536)
+    part, new = await service.sessions.put_part(fresh.id, 0, body(data))
+    assert new and part.digest.startswith("blake3:")

@@ -166,12 +166,12 @@ class PostgresCatalog(Catalog):
     async def add_part(self, upload_id: str, part: Part) -> bool:
         try:
             added = await self.pool.fetchval(
-                'INSERT INTO parts ("upload_id", "index", "size", "sha256") '
+                'INSERT INTO parts ("upload_id", "index", "size", "digest") '
                 "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
                 upload_id,
                 part.index,
                 part.size,
-                part.sha256,
+                part.digest,
             )
         except asyncpg.ForeignKeyViolationError:
             raise KeyError(f"upload {upload_id} does not exist") from None
@@ -179,7 +179,7 @@ class PostgresCatalog(Catalog):
 
     async def get_part(self, upload_id: str, index: int) -> Part | None:
         row = await self.pool.fetchrow(
-            'SELECT "index", "size", "sha256" FROM parts WHERE upload_id = $1 AND "index" = $2',
+            'SELECT "index", "size", "digest" FROM parts WHERE upload_id = $1 AND "index" = $2',
             upload_id,
             index,
         )
@@ -187,7 +187,7 @@ class PostgresCatalog(Catalog):
 
     async def list_parts(self, upload_id: str) -> list[Part]:
         rows = await self.pool.fetch(
-            'SELECT "index", "size", "sha256" FROM parts WHERE upload_id = $1 ORDER BY "index"',
+            'SELECT "index", "size", "digest" FROM parts WHERE upload_id = $1 ORDER BY "index"',
             upload_id,
         )
         return [Part(row[0], row[1], row[2]) for row in rows]

@@ -122,9 +122,9 @@ class SqliteCatalog(Catalog):
     async def add_part(self, upload_id: str, part: Part) -> bool:
         try:
             rows = await self.db.execute_fetchall(
-                'INSERT INTO parts ("upload_id", "index", "size", "sha256") VALUES (?, ?, ?, ?) '
+                'INSERT INTO parts ("upload_id", "index", "size", "digest") VALUES (?, ?, ?, ?) '
                 "ON CONFLICT DO NOTHING RETURNING 1",
-                (upload_id, part.index, part.size, part.sha256),
+                (upload_id, part.index, part.size, part.digest),
             )
         except sqlite3.IntegrityError:
             raise KeyError(f"upload {upload_id} does not exist") from None
@@ -132,7 +132,7 @@ class SqliteCatalog(Catalog):
 
     async def get_part(self, upload_id: str, index: int) -> Part | None:
         rows = await self.db.execute_fetchall(
-            'SELECT "index", "size", "sha256" FROM parts WHERE upload_id = ? AND "index" = ?',
+            'SELECT "index", "size", "digest" FROM parts WHERE upload_id = ? AND "index" = ?',
             (upload_id, index),
         )
         for row in rows:
@@ -141,7 +141,7 @@ class SqliteCatalog(Catalog):
 
     async def list_parts(self, upload_id: str) -> list[Part]:
         rows = await self.db.execute_fetchall(
-            'SELECT "index", "size", "sha256" FROM parts WHERE upload_id = ? ORDER BY "index"',
+            'SELECT "index", "size", "digest" FROM parts WHERE upload_id = ? ORDER BY "index"',
             (upload_id,),
         )
         return [Part(row[0], row[1], row[2]) for row in rows]

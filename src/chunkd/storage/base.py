@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Self
 
 Handle = dict[str, str]
-Observer = Callable[[bytes], None]
+Observer = Callable[[bytes], object]
 
 
 class ByteWriter(ABC):

@@ -68,11 +68,15 @@ class Upload:
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """One received part of a session upload: its index, size and sha256 (hex)."""
+    """One received part of a session upload: its index, size and identity digest.
+
+    ``digest`` names its algorithm, ``blake3:<hex>`` (parts stored by older versions:
+    ``sha256:<hex>``); a part sent again is compared with it.
+    """
 
     index: int
     size: int
-    sha256: str
+    digest: str
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Upload))

@@ -16,6 +16,8 @@ import hashlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import blake3
+
 from chunkd.exceptions import (
     DigestConflict,
     DigestMismatch,
@@ -31,7 +33,7 @@ from chunkd.exceptions import (
     ValidationFailed,
     error_from_record,
 )
-from chunkd.protocol.checksums import Checksum
+from chunkd.protocol.checksums import Checksum, Hasher
 from chunkd.protocol.parts import (
     PartSizeError,
     choose_part_size,
@@ -45,6 +47,16 @@ from chunkd.uploads.receiving import receive
 
 if TYPE_CHECKING:
     from chunkd.uploads.service import UploadService
+
+
+#: How a part's identity is hashed (to tell a harmless re-send from different bytes): BLAKE3 is
+#: cryptographic like SHA-256 and about four times cheaper, which matters twice per byte since
+#: the whole-file SHA-256 is computed as well.
+PART_DIGEST = "blake3"
+
+
+def _part_hasher(algorithm: str) -> Hasher:
+    return blake3.blake3() if algorithm == "blake3" else hashlib.new(algorithm)
 
 
 class Sessions:
@@ -125,7 +137,7 @@ class Sessions:
             existing = await service.catalog.get_part(upload_id, index)
             if existing is not None:
                 return existing, await self._same_again(existing, body, size)
-            digest = hashlib.sha256()
+            digest = _part_hasher(PART_DIGEST)
             # part 0 holds the head of the file: its type is judged before it is stored
             screen = service.inspector.screen(upload, 0) if index == 0 else None
             on_bytes = await self._progress_of(upload, index)
@@ -154,7 +166,7 @@ class Sessions:
                 )
             if not result.checksums_ok:
                 raise PartChecksumMismatch(f"part {index} does not match its declared digest")
-            part = Part(index, size, digest.hexdigest())
+            part = Part(index, size, f"{PART_DIGEST}:{digest.digest().hex()}")
             if not await service.catalog.add_part(upload_id, part):
                 raise PartConflict(f"part {index} was stored by another request meanwhile")
             if upload_id in self._stored:
@@ -195,14 +207,15 @@ class Sessions:
 
     async def _same_again(self, existing: Part, body: AsyncIterator[bytes], size: int) -> bool:
         """A part sent again: hash it without storing; the same bytes are a harmless retry."""
-        digest = hashlib.sha256()
+        algorithm, _, expected = existing.digest.partition(":")
+        digest = _part_hasher(algorithm)
         received = 0
         async for chunk in body:
             received += len(chunk)
             if received > size:
                 break
             await asyncio.to_thread(digest.update, chunk)
-        if received != size or digest.hexdigest() != existing.sha256:
+        if received != size or digest.digest().hex() != expected:
             raise PartConflict(f"part {existing.index} was already received with other bytes")
         return False
 

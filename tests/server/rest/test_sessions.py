@@ -6,6 +6,7 @@ import hashlib
 import os
 import random
 
+import blake3
 import crc32c
 import httpx
 import pytest
@@ -143,7 +144,7 @@ async def test_duplicate_and_conflicting_parts(client: httpx.AsyncClient) -> Non
     assert first.status_code == 201 and first.json()["new"] is True
     again = await put(client, session["id"], 0, part)
     assert again.status_code == 200 and again.json()["new"] is False
-    assert again.json()["sha256"] == hashlib.sha256(part).hexdigest()
+    assert again.json()["digest"] == f"blake3:{blake3.blake3(part).hexdigest()}"
     other = await put(client, session["id"], 0, os.urandom(100_000))
     assert_error(other, 409, "PART_CONFLICT")
     await put(client, session["id"], 1, os.urandom(100_000))

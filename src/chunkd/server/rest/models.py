@@ -79,7 +79,9 @@ class SessionCreated(BaseModel):
 class PartStored(BaseModel):
     index: int
     size: int
-    sha256: str
+    digest: str = Field(
+        description="The part's identity digest, naming its algorithm: blake3:<hex>."
+    )
     new: bool = Field(description="False when the same bytes were already stored for this part.")
 
 

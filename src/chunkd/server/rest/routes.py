@@ -246,7 +246,7 @@ def build_router(api: RestApi) -> APIRouter:
             content_length=content_length(request),
             checksums=part_checksums(request.headers),
         )
-        stored = PartStored(index=part.index, size=part.size, sha256=part.sha256, new=new)
+        stored = PartStored(index=part.index, size=part.size, digest=part.digest, new=new)
         return JSONResponse(stored.model_dump(), status_code=201 if new else 200)
 
     @router.get("/{upload_id}", response_model=UploadStatus, summary="State of an upload")
