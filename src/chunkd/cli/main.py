@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from chunkd.settings import Settings, SettingsError, check_exposure, load_settings
+if TYPE_CHECKING:  # the server's settings load only for the commands that use them: a client
+    from chunkd.settings import Settings  # command starts faster without pydantic-settings
 
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="Resumable uploads of large files."
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Resumable uploads of large files.",
 )
 
 
 def _settings(**flags: object) -> Settings:
+    from chunkd.settings import SettingsError, load_settings
+
     try:
         return load_settings(**flags)
     except SettingsError as error:
@@ -77,6 +83,8 @@ def serve(
         jwt_public_key=jwt_public_key, jwks_file=jwks_file, jwt_issuer=jwt_issuer,
         jwt_audience=jwt_audience, jwt_tenant_claim=jwt_tenant_claim, insecure=insecure,
     )  # fmt: skip
+    from chunkd.settings import SettingsError, check_exposure
+
     try:
         check_exposure(settings)
     except SettingsError as error:
