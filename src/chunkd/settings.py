@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     # write_batch each, but all writers together share write_budget.
     read_buffer: ByteSize = Field(ByteSize(128 * 1024), ge=16 * 1024, le=16 * 1024 * 1024)
     write_batch: ByteSize = Field(ByteSize(1024 * 1024), ge=64 * 1024, le=64 * 1024 * 1024)
-    write_budget: ByteSize = Field(ByteSize(8 * 1024 * 1024), ge=1024 * 1024)
+    write_budget: ByteSize = Field(ByteSize(2 * 1024 * 1024), ge=1024 * 1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
 

@@ -142,7 +142,7 @@ class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):
         root: Path,
         *,
         batch_size: int = 1024 * 1024,
-        batch_budget: int = 8 * 1024 * 1024,
+        batch_budget: int = 2 * 1024 * 1024,
         threads: int = 16,
         writeback: bool = True,
     ) -> None:
