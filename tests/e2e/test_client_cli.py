@@ -18,8 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from chunkd.testing.server import ServerProcess
+from chunkd.testing.server import ServerProcess, free_port
 from tests.client.proxy import ChaosProxy
+from tests.e2e.webhooks import Receiver, hook_env
 
 pytestmark = pytest.mark.e2e
 
@@ -184,3 +185,29 @@ def test_a_queue_filled_while_the_server_is_down_drains_once_it_starts(tmp_path:
     )  # fmt: skip
     numbers = json.loads(stats.stdout)
     assert numbers["items"]["completed"] == 3 and numbers["copied_bytes"] == 3 * MiB + 1
+
+
+def test_sync_follows_the_server_through_processing_by_its_events(tmp_path: Path) -> None:
+    """The item waits for the pipeline through the upload's event stream: it is completed as
+    soon as the hand-off is delivered (after two refusals), not at the next check a minute on."""
+    env = cli_env(tmp_path)
+    path = tmp_path / "take.wav"
+    path.write_bytes(os.urandom(200_000))
+    port = free_port()
+    with (
+        Receiver(port, failures=2) as receiver,
+        ServerProcess(tmp_path / "data", env=hook_env(port)) as server,
+    ):
+        add = chunkd("queue", "add", str(path), env=env)
+        subprocess.run(add, env=env, check=True, capture_output=True, timeout=30)
+        started = time.monotonic()
+        done = subprocess.run(
+            chunkd("sync", "--server", server.url, "--interval", "60", env=env), env=env,
+            capture_output=True, text=True, timeout=55,
+        )  # fmt: skip
+        took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert took < 30, took
+    moves = [line.split()[1] for line in done.stderr.splitlines() if line.startswith("1 ")]
+    assert moves == ["uploading", "uploaded", "processing", "completed"], done.stderr
+    assert sum(receiver.delivered.values()) == 1 and receiver.calls == 3

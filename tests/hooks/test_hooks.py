@@ -59,3 +59,24 @@ async def test_the_hand_off_is_delivered_once(make_client: ClientFactory) -> Non
         assert status["handoff"]["state"] == "delivered" and status["handoff"]["attempts"] == 1
         names = {name for name, _ in sample_hooks.calls}
         assert {"pre-create", "post-create", "pre-finish", "post-finish"} <= names
+
+
+async def test_the_hand_off_outcome_is_an_event(make_client: ClientFactory) -> None:
+    async with make_client(hooks=HOOK) as client:
+        done = await session(client, "b.bin", b"hello")
+        upload_id = done.json()["id"]
+        service = service_of(client)
+        dispatcher = HandoffDispatcher(service.catalog, service.hooks, events=service.events)
+        with service.events.subscribe(upload_id=upload_id) as subscription:
+            assert await dispatcher.run_once() == 1
+            event = await subscription.get(1.0)
+        assert event is not None and event.type == "handoff"
+        assert event.data == {"state": "delivered", "attempts": 1, "error": None}
+
+
+async def test_without_a_pipeline_the_status_shows_no_hand_off(
+    make_client: ClientFactory,
+) -> None:
+    async with make_client() as client:
+        done = await session(client, "c.bin", b"hello")
+        assert done.json()["state"] == "complete" and done.json()["handoff"] is None

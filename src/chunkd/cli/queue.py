@@ -84,7 +84,9 @@ def sync(
     server: Annotated[str | None, typer.Option(help="Server URL [CHUNKD_SERVER].")] = None,
     token: Annotated[str | None, typer.Option(help="Bearer token [CHUNKD_TOKEN].")] = None,
     parallel: Annotated[int, typer.Option(min=1, max=64, help="Parts in flight.")] = 4,
-    interval: Annotated[float, typer.Option(help="Seconds between checks.")] = 5.0,
+    interval: Annotated[
+        float, typer.Option(help="Seconds between rounds (and to follow events in one).")
+    ] = 5.0,
     remove_after_upload: Annotated[bool, typer.Option("--remove-after-upload")] = False,
     keep_failed_days: Annotated[float, typer.Option(help="Forget failed items after.")] = 7.0,
     queue_dir: Annotated[Path | None, _DIR] = None,
@@ -106,7 +108,7 @@ def sync(
             while True:
                 queue.clean_failed(keep_failed_days * 86400)
                 report = sync_round(queue, c, remove_after_upload=remove_after_upload,
-                                    on_change=changed)  # fmt: skip
+                                    on_change=changed, wait=interval)  # fmt: skip
                 failed += report.failed
                 if report.unreachable:
                     console.print(f"[yellow]server {target.server} unreachable; retrying in "
@@ -117,7 +119,8 @@ def sync(
                 delay = interval
                 if not watch and not report.waiting:
                     break
-                time.sleep(interval)
+                if not report.waited:  # (a round that followed events has waited already)
+                    time.sleep(interval)
     except KeyboardInterrupt:
         console.print("stopped; `chunkd sync` resumes where this left off")
         raise typer.Exit(130) from None

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from chunkd.exceptions import ServiceUnavailable
 from chunkd.hooks.base import ALL, POST_FINISH, Hook, HookFailed
+from chunkd.uploads.events import HANDOFF, Event, EventBus
 from chunkd.uploads.models import Upload
 
 if TYPE_CHECKING:
@@ -120,8 +121,10 @@ class HandoffDispatcher:
         retry_base: float = 2.0,
         retry_max: float = 300.0,
         max_attempts: int = 10,
+        events: EventBus | None = None,
     ) -> None:
         self._catalog = catalog
+        self._events = events
         self._hooks = hooks
         self._clock = clock
         self._lease = lease
@@ -147,14 +150,23 @@ class HandoffDispatcher:
                         upload.id, delivered=False, now=now, error=str(error)
                     )
                     log.error("hand-off failed for good", extra={"upload": upload.id})
+                    self._tell(upload, "failed", handoff.attempts, str(error))
                 else:
                     delay = min(self._retry_max, self._retry_base * 2 ** (handoff.attempts - 1))
                     await self._catalog.settle_handoff(
                         upload.id, delivered=False, now=now, next_at=now + delay, error=str(error)
                     )
+                    self._tell(upload, "pending", handoff.attempts, str(error))
                 continue
             await self._catalog.settle_handoff(upload.id, delivered=True, now=self._clock())
+            self._tell(upload, "delivered", handoff.attempts, None)
         return len(claimed)
+
+    def _tell(self, upload: Upload, state: str, attempts: int, error: str | None) -> None:
+        """Publish the hand-off's outcome to the upload's event streams."""
+        if self._events is not None:
+            data = {"state": state, "attempts": attempts, "error": error}
+            self._events.publish(Event(HANDOFF, upload.id, upload.owner, data))
 
     async def run(self, poll: float = 0.5) -> None:
         while True:

@@ -166,6 +166,7 @@ def create_app(settings: Settings, service: UploadService | None = None) -> Fast
                 service.hooks,
                 retry_base=settings.hook_retry_base,
                 max_attempts=settings.hook_max_attempts,
+                events=service.events,
             )
             tasks = [
                 asyncio.create_task(run_sweeper(service, settings.sweep_interval)),

@@ -16,10 +16,11 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from starlette.responses import StreamingResponse
 
 from chunkd.exceptions import ChunkdError
+from chunkd.hooks.base import POST_FINISH
 from chunkd.server.auth import Authenticator
 from chunkd.server.rest.errors import ERROR_RESPONSES
 from chunkd.server.rest.routes import RestApi
-from chunkd.uploads.events import FINAL, STATE, Event, Subscription
+from chunkd.uploads.events import COMPLETED, FINAL, HANDOFF, STATE, Event, Subscription
 from chunkd.uploads.service import UploadService
 
 KEEPALIVE = 15.0
@@ -30,19 +31,43 @@ def _sse(kind: str, data: dict[str, Any] | str) -> str:
     return f"event: {kind}\ndata: {text}\n\n"
 
 
+def _settled(first: dict[str, Any], handoffs: bool) -> bool:
+    """Whether an upload's state (a status snapshot) will not change any more."""
+    state = first.get("state")
+    if state in ("failed", "aborted", "expired"):
+        return True
+    if state != "complete":
+        return False
+    handoff = first.get("handoff")
+    return not handoffs or handoff is None or handoff.get("state") != "pending"
+
+
+def _last(event: Event, handoffs: bool) -> bool:
+    """Whether ``event`` is the last one of its upload's stream. With a processing pipeline,
+    ``completed`` is followed by the hand-off's outcome, and the stream waits for it."""
+    if event.type == HANDOFF:
+        return event.data.get("state") in ("delivered", "failed")
+    return event.type in FINAL and not (handoffs and event.type == COMPLETED)
+
+
 async def _follow(
-    subscription: Subscription, first: dict[str, Any], *, until_final: bool
+    subscription: Subscription, first: dict[str, Any], *, until_final: bool, handoffs: bool
 ) -> AsyncIterator[Event | None]:
     """The events of a subscription; ``None`` when it is time for a keep-alive."""
-    if until_final and first.get("state") in ("complete", "failed", "aborted", "expired"):
+    if until_final and _settled(first, handoffs):
         return
     while True:
         event = await subscription.get(KEEPALIVE)
         if subscription.closed and event is None:
             return  # the server is stopping
         yield event
-        if event is not None and until_final and event.type in FINAL:
+        if event is not None and until_final and _last(event, handoffs):
             return
+
+
+def handoffs(service: UploadService) -> bool:
+    """Whether completed uploads are handed to a processing pipeline by this server."""
+    return service.hooks.wants(POST_FINISH)
 
 
 def build_events_router(api: RestApi, base_path: str) -> APIRouter:
@@ -71,7 +96,9 @@ def build_events_router(api: RestApi, base_path: str) -> APIRouter:
             with service.events.subscribe(upload_id=upload_id) as subscription:
                 first = await snapshot(request, upload_id, owner)
                 yield _sse(STATE, first)
-                async for event in _follow(subscription, first, until_final=True):
+                async for event in _follow(
+                    subscription, first, until_final=True, handoffs=handoffs(service)
+                ):
                     yield ": keep-alive\n\n" if event is None else _sse(event.type, event.json)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers=_NO_CACHE)
@@ -84,7 +111,7 @@ def build_events_router(api: RestApi, base_path: str) -> APIRouter:
         async def stream() -> AsyncIterator[str]:
             with service.events.subscribe(owner=owner) as subscription:
                 yield _sse(STATE, {"type": STATE, "owner": owner})
-                async for event in _follow(subscription, {}, until_final=False):
+                async for event in _follow(subscription, {}, until_final=False, handoffs=False):
                     yield ": keep-alive\n\n" if event is None else _sse(event.type, event.json)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers=_NO_CACHE)
@@ -103,7 +130,9 @@ def build_events_router(api: RestApi, base_path: str) -> APIRouter:
             first = await snapshot(websocket, upload_id, owner)
             await websocket.send_json(first)
             try:
-                async for event in _follow(subscription, first, until_final=True):
+                async for event in _follow(
+                    subscription, first, until_final=True, handoffs=handoffs(service)
+                ):
                     await websocket.send_json(
                         {"type": "keep-alive"} if event is None else event.to_dict()
                     )

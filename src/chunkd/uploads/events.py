@@ -27,6 +27,7 @@ ABORTED = "aborted"
 EXPIRED = "expired"
 STATE = "state"  # the current state, sent first to every new subscriber
 VERIFYING = "verifying"
+HANDOFF = "handoff"  # the hand-off to processing settled: delivered, failed, or retrying
 FINAL = frozenset({COMPLETED, FAILED, ABORTED, EXPIRED})
 
 

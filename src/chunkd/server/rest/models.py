@@ -110,7 +110,9 @@ class UploadStatus(BaseModel):
     expires_at: datetime | None
     location: str | None = Field(description="Where to download the file, once complete.")
     handoff: HandoffStatus | None = Field(
-        None, description="The hand-off to processing, once the upload is complete."
+        None,
+        description="The hand-off to processing, once the upload is complete (null when the "
+        "server has no processing pipeline).",
     )
 
 

@@ -19,6 +19,7 @@ from chunkd.exceptions import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from chunkd.hooks.base import POST_FINISH
 from chunkd.protocol.digests import DECLARABLE, normalize_digest, part_checksums
 from chunkd.protocol.parts import part_count
 from chunkd.server.auth import Authenticator
@@ -80,9 +81,9 @@ class RestApi:
     async def status(self, request: HTTPConnection, upload: Upload) -> UploadStatus:
         service = _service(request)
         parts, missing = await service.sessions.received(upload)
-        handoff = (
+        handoff = (  # shown when this server hands uploads to a pipeline (else it waits)
             await service.catalog.get_handoff(upload.id)
-            if upload.state is UploadState.COMPLETE
+            if upload.state is UploadState.COMPLETE and service.hooks.wants(POST_FINISH)
             else None
         )
         session = upload.is_session and upload.part_size is not None
