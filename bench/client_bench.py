@@ -62,8 +62,18 @@ def make_file(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
+PIN: list[str] = []  # --pin: ["taskset", "-c", "1"], every client on core 1
+
+
+def pin_server(pid: int) -> None:
+    """Every thread of the server on core 0 (threads it starts later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), {0})
+
+
 def measure(command: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
     """(seconds, peak RSS MiB from wait4, peak RSS MiB sampled by psutil, stdout)."""
+    command = [*PIN, *command]
     os.sync()
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -152,16 +162,23 @@ CLIENTS = {
 }
 
 
-def report(results: dict[str, list[tuple[float, float, float]]], size: int, reps: int) -> str:
+def report(
+    results: dict[str, list[tuple[float, float, float]]], size: int, reps: int, title: str
+) -> str:
     rate = {
         name: size / statistics.median(r[0] for r in runs) / 1e6 for name, runs in results.items()
     }
     rss = {name: max(r[2] for r in runs) for name, runs in results.items()}
+    pinned = (
+        " --pin` (the server's threads on core 0, each client on core 1, as if on two machines"
+        if PIN
+        else "` (client and server sharing both cores"
+    )
     lines = [
-        "## Client",
+        f"## {title}",
         "",
-        f"`.venv/bin/python bench/client_bench.py --size {size // MiB}MiB --reps {reps}` "
-        f"({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, loopback, one `chunkd serve` with "
+        f"`.venv/bin/python bench/client_bench.py --size {size // MiB}MiB --reps {reps}{pinned}; "
+        f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, loopback, one `chunkd serve` with "
         "default settings). Median of the runs, clients interleaved with `sync` before each; "
         "peak RSS is sampled with psutil every 10 ms (`ru_maxrss` from `wait4` is inflated by "
         "the forking parent's pages, so it only bounds it from above).",
@@ -186,10 +203,10 @@ def report(results: dict[str, list[tuple[float, float, float]]], size: int, reps
     return "\n".join(lines)
 
 
-def write_section(out: Path, section: str) -> None:
-    """Replace the ``## Client`` section if there is one, else append it; leave the rest."""
+def write_section(out: Path, section: str, title: str) -> None:
+    """Replace the ``## <title>`` section if there is one, else append it; leave the rest."""
     text = out.read_text() if out.exists() else ""
-    start = text.find("\n## Client\n")
+    start = text.find(f"\n## {title}\n")
     if start == -1:
         text = text.rstrip("\n") + "\n\n" + section
     else:
@@ -203,7 +220,13 @@ def main() -> None:
     parser.add_argument("--size", default="1GiB", help="file size, e.g. 1GiB or 256MiB")
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--out", type=Path, help="write the Client section of this markdown file")
+    parser.add_argument(
+        "--pin", action="store_true", help="server on core 0, clients on core 1 (taskset)"
+    )
     args = parser.parse_args()
+    if args.pin:
+        PIN[:] = ["taskset", "-c", "1"]
+    title = "Client, server and client on separate cores" if args.pin else "Client"
     number, unit = args.size[:-3], args.size[-3:]
     size = int(float(number) * {"MiB": MiB, "GiB": 1024 * MiB}[unit])
     work = Path(tempfile.mkdtemp(prefix="chunkd-client-bench-"))
@@ -212,6 +235,9 @@ def main() -> None:
         path = work / "payload.bin"
         expected = make_file(path, size)
         with ServerProcess(work / "data") as server:
+            if args.pin:
+                assert server.process is not None
+                pin_server(server.process.pid)
             names = list(CLIENTS)
             # warm the server up (first-request imports, thread pools, SQLite's cache) with one
             # small unmeasured upload per client, so the first measured run is not penalised
@@ -237,10 +263,10 @@ def main() -> None:
                           f"RSS {sampled:4.0f} MiB (ru_maxrss {rss:.0f})", flush=True)  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    section = report(results, size, args.reps)
+    section = report(results, size, args.reps, title)
     print(section)
     if args.out:
-        write_section(args.out, section)
+        write_section(args.out, section, title)
 
 
 if __name__ == "__main__":
