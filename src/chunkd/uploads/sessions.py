@@ -33,7 +33,7 @@ from chunkd.exceptions import (
     ValidationFailed,
     error_from_record,
 )
-from chunkd.protocol.checksums import Checksum, Hasher
+from chunkd.protocol.checksums import Checksum, Hasher, new_hasher
 from chunkd.protocol.parts import (
     PartSizeError,
     choose_part_size,
@@ -314,6 +314,8 @@ class Sessions:
         """Record digests declared at complete; refuse ones that contradict what is known."""
         known = upload.digests if upload.state is UploadState.COMPLETE else {}
         known = {**known, **upload.expected_digests}
+        if upload.state is UploadState.COMPLETE and set(declared) - set(known):
+            known = {**known, **await self._hash_complete(upload, set(declared) - set(known))}
         clashing = sorted(
             name for name, value in declared.items() if known.get(name, value) != value
         )
@@ -331,3 +333,15 @@ class Sessions:
             {"expected_digests": {**upload.expected_digests, **declared}},
         )
         return changed or upload
+
+    async def _hash_complete(self, upload: Upload, algorithms: set[str]) -> dict[str, str]:
+        """Digests of a completed upload that were not computed when it completed (a client
+        declaring one only now): read the stored file once to check it."""
+        storage = self._service.storage
+        if not isinstance(storage, SupportsDownload) or upload.length is None:
+            return {}
+        hashers = {name: new_hasher(name) for name in sorted(algorithms)}
+        await storage.feed(
+            upload.storage, 0, upload.length, [hasher.update for hasher in hashers.values()]
+        )
+        return {name: hasher.digest().hex() for name, hasher in hashers.items()}

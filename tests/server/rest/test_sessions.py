@@ -235,6 +235,12 @@ async def test_digests_declared_at_complete_are_verified(client: httpx.AsyncClie
     assert again.json() == done.json()
     other = await client.post(f"/uploads/{good['id']}/complete", json={"sha256": "00" * 32})
     assert_error(other, 409, "DIGEST_CONFLICT")
+    # an algorithm not computed at completion is checked against the stored file
+    md5 = hashlib.md5(data).hexdigest()
+    late = await client.post(f"/uploads/{good['id']}/complete", json={"md5": md5})
+    assert late.status_code == 200 and late.json()["state"] == "complete"
+    wrong = await client.post(f"/uploads/{good['id']}/complete", json={"md5": "0" * 32})
+    assert_error(wrong, 409, "DIGEST_CONFLICT")
 
     bad = await create(client, len(data), part_size=100_000)
     for n in range(3):
