@@ -166,6 +166,29 @@ async def test_expired_uploads_answer_gone(service: UploadService, clock: Clock)
         await service.get(upload.id)
 
 
+async def test_parts_renew_the_expiry_at_most_every_few_seconds(clock: Clock) -> None:
+    from chunkd.catalog.memory import MemoryCatalog
+    from chunkd.uploads.service import ServiceConfig
+
+    config = ServiceConfig(max_size=10**6, expiry=3600)
+    service = UploadService(MemoryCatalog(), MemoryStorage(), config, clock=clock)
+    async with service.catalog, service.storage:
+        await _renewals(service, clock)
+
+
+async def _renewals(service: UploadService, clock: Clock) -> None:
+    session = await service.sessions.create(size=300_000, metadata={}, part_size=100_000)
+    created = session.expires_at
+    await service.sessions.put_part(session.id, 0, body(b"a" * 100_000))
+    clock.now += 5  # a part soon after: no commit just to move the expiry by seconds
+    await service.sessions.put_part(session.id, 1, body(b"b" * 100_000))
+    assert (await service.get(session.id)).expires_at == created
+    clock.now += 3000  # a part long after renews it
+    await service.sessions.put_part(session.id, 2, body(b"c" * 100_000))
+    renewed = await service.get(session.id)
+    assert renewed.expires_at == clock.now + 3600 and renewed.updated_at == clock.now
+
+
 async def test_concatenation(service: UploadService) -> None:
     parts = []
     for data in (b"hello ", b"big ", b"world"):

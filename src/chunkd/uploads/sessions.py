@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 #: cryptographic like SHA-256 and about four times cheaper, which matters twice per byte since
 #: the whole-file SHA-256 is computed as well.
 PART_DIGEST = "blake3"
+#: How often, at most, a stream of parts renews the upload's expiry (seconds).
+_RENEW_EVERY = 10.0
 
 
 def _part_hasher(algorithm: str) -> Hasher:
@@ -172,15 +174,15 @@ class Sessions:
             if upload_id in self._stored:
                 self._stored[upload_id] += size
             now = service.clock()
-            await service.catalog.compare_and_set(
-                upload_id,
-                {"state": UploadState.RECEIVING},
-                {
-                    "updated_at": now,
-                    "expires_at": now + service.config.expiry,
-                    **({"sniffed_type": screen.sniffed} if screen and screen.sniffed else {}),
-                },
-            )
+            sniffed = {"sniffed_type": screen.sniffed} if screen and screen.sniffed else {}
+            if sniffed or now - upload.updated_at >= _RENEW_EVERY:
+                # activity renews the expiry, at most every few seconds: a commit (a sync of
+                # the catalog's log) per part would cost more than the renewal is worth
+                await service.catalog.compare_and_set(
+                    upload_id,
+                    {"state": UploadState.RECEIVING},
+                    {"updated_at": now, "expires_at": now + service.config.expiry, **sniffed},
+                )
         self._spawn_advance(upload_id)
         return part, True
 
