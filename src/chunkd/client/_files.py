@@ -120,7 +120,8 @@ class FileReader:
                 self._changed.notify_all()
             while self._hashed < blocks and self._failure is None:
                 self._changed.wait()
-            if self._failure is not None:
+            if self._hashed < blocks:  # the pass failed (or stopped) before reaching them
+                assert self._failure is not None
                 raise self._failure
 
     def _pass(self) -> None:
