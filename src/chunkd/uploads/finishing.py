@@ -14,14 +14,11 @@ from chunkd.catalog.base import Catalog
 from chunkd.exceptions import ChunkdError, DigestMismatch, ServiceUnavailable, error_record
 from chunkd.hooks.base import PRE_FINISH
 from chunkd.hooks.dispatcher import Hooks, payload_of
-from chunkd.protocol.checksums import Hasher, new_hasher
 from chunkd.storage.base import Storage, SupportsDownload
 from chunkd.uploads.events import COMPLETED, FAILED, VERIFYING, Event, EventBus
-from chunkd.uploads.hashing import DigestCache
+from chunkd.uploads.hashing import DigestCache, hash_stored
 from chunkd.uploads.inspection import Inspector
 from chunkd.uploads.models import Upload, UploadState
-
-_SPAN = 64 * 1024 * 1024
 
 
 class Finisher:
@@ -145,18 +142,9 @@ class Finisher:
         if upload.partial or not algorithms:
             return {}
         hashers = self._digests.take(upload.id, length)
-        if hashers is None or set(hashers) != set(algorithms):
-            if not isinstance(self._storage, SupportsDownload):
-                return {}
-            hashers = await self._hash_stored(self._storage, upload, length, algorithms)
-        return {name: hasher.digest().hex() for name, hasher in hashers.items()}
-
-    async def _hash_stored(
-        self, storage: SupportsDownload, upload: Upload, length: int, algorithms: tuple[str, ...]
-    ) -> dict[str, Hasher]:
-        """The running state was lost (restart, concatenation): read the bytes back once."""
-        hashers = {name: new_hasher(name) for name in algorithms}
-        updates = [hasher.update for hasher in hashers.values()]
-        for start in range(0, length, _SPAN):  # in spans: a cancelled request stops soon
-            await storage.feed(upload.storage, start, min(start + _SPAN, length), updates)
-        return hashers
+        if hashers is not None and set(hashers) == set(algorithms):
+            return {name: hasher.digest().hex() for name, hasher in hashers.items()}
+        if not isinstance(self._storage, SupportsDownload):
+            return {}
+        # the running state was lost (restart, concatenation): read the bytes back once
+        return await hash_stored(self._storage, upload.storage, length, algorithms)

@@ -10,9 +10,13 @@ completion — the only time the server reads an upload back.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from chunkd.protocol.checksums import Hasher, new_hasher
+from chunkd.storage.base import Handle, SupportsDownload
+
+_SPAN = 64 * 1024 * 1024  # hashing stored bytes: a cancelled request stops after one span
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +70,14 @@ class DigestCache:
 
     def forget(self, upload_id: str) -> None:
         self._entries.pop(upload_id, None)
+
+
+async def hash_stored(
+    storage: SupportsDownload, handle: Handle, length: int, algorithms: Iterable[str]
+) -> dict[str, str]:
+    """Hex digests of the first ``length`` stored bytes, read back once."""
+    hashers = {name: new_hasher(name) for name in algorithms}
+    updates = [hasher.update for hasher in hashers.values()]
+    for start in range(0, length, _SPAN):
+        await storage.feed(handle, start, min(start + _SPAN, length), updates)
+    return {name: hasher.digest().hex() for name, hasher in hashers.items()}

@@ -33,7 +33,7 @@ from chunkd.exceptions import (
     ValidationFailed,
     error_from_record,
 )
-from chunkd.protocol.checksums import Checksum, Hasher, new_hasher
+from chunkd.protocol.checksums import Checksum, Hasher
 from chunkd.protocol.parts import (
     PartSizeError,
     choose_part_size,
@@ -42,6 +42,7 @@ from chunkd.protocol.parts import (
     part_span,
 )
 from chunkd.storage.base import SupportsDownload
+from chunkd.uploads.hashing import hash_stored
 from chunkd.uploads.models import Part, Upload, UploadState
 from chunkd.uploads.receiving import receive
 
@@ -342,8 +343,4 @@ class Sessions:
         storage = self._service.storage
         if not isinstance(storage, SupportsDownload) or upload.length is None:
             return {}
-        hashers = {name: new_hasher(name) for name in sorted(algorithms)}
-        await storage.feed(
-            upload.storage, 0, upload.length, [hasher.update for hasher in hashers.values()]
-        )
-        return {name: hasher.digest().hex() for name, hasher in hashers.items()}
+        return await hash_stored(storage, upload.storage, upload.length, sorted(algorithms))
