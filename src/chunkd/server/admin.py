@@ -168,14 +168,7 @@ def build_admin_router(api: RestApi, base_path: str) -> APIRouter:
         handoff = await _service(request).catalog.get_handoff(upload.id)
         return AdminUpload(
             **status.model_dump(exclude={"handoff"}),
-            handoff=None
-            if handoff is None
-            else HandoffStatus(
-                state=handoff.state,
-                attempts=handoff.attempts,
-                last_error=handoff.last_error,
-                delivered_at=timestamp(handoff.delivered_at),
-            ),
+            handoff=HandoffStatus.of(handoff),
             owner=upload.owner,
             partial=upload.partial,
             concat_parts=None if upload.concat_parts is None else list(upload.concat_parts),

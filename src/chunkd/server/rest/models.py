@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chunkd.catalog.base import Handoff
 from chunkd.protocol.digests import normalize_digest
 
 
@@ -121,6 +122,17 @@ class HandoffStatus(BaseModel):
     attempts: int
     last_error: str | None
     delivered_at: datetime | None
+
+    @classmethod
+    def of(cls, handoff: Handoff | None) -> HandoffStatus | None:
+        if handoff is None:
+            return None
+        return cls(
+            state=handoff.state,
+            attempts=handoff.attempts,
+            last_error=handoff.last_error,
+            delivered_at=timestamp(handoff.delivered_at),
+        )
 
 
 class ErrorDetail(BaseModel):

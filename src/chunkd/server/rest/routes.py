@@ -114,14 +114,7 @@ class RestApi:
             updated_at=when(upload.updated_at),
             expires_at=timestamp(upload.expires_at),
             location=self.url(request, f"{self.files_path}{upload.id}") if complete else None,
-            handoff=None
-            if handoff is None
-            else HandoffStatus(
-                state=handoff.state,
-                attempts=handoff.attempts,
-                last_error=handoff.last_error,
-                delivered_at=timestamp(handoff.delivered_at),
-            ),
+            handoff=HandoffStatus.of(handoff),
         )
 
     def created(self, request: Request, upload: Upload, identity: Identity) -> SessionCreated:
