@@ -10,38 +10,8 @@ from chunkd.catalog.base import Handoff
 from chunkd.protocol.digests import normalize_digest
 
 
-class CreateSession(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    filename: str = Field(min_length=1, max_length=1024)
-    size: int = Field(ge=0, le=2**63 - 1)
-    content_type: str | None = Field(None, max_length=255)
-    part_size: int | None = Field(None, ge=1, le=2**63 - 1)
-    sha256: str | None = None
-    crc32c: str | None = None
-    md5: str | None = None
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=64)
-
-    @field_validator("sha256", "crc32c", "md5")
-    @classmethod
-    def _digest(cls, value: str | None, info: object) -> str | None:
-        name = getattr(info, "field_name", "")
-        return None if value is None else normalize_digest(name, value)
-
-    @field_validator("filename")
-    @classmethod
-    def _filename(cls, value: str) -> str:
-        if any(ord(char) < 32 for char in value):
-            raise ValueError("filename must not contain control characters")
-        return value
-
-    def expected_digests(self) -> dict[str, str]:
-        declared = {"sha256": self.sha256, "crc32c": self.crc32c, "md5": self.md5}
-        return {name: value for name, value in declared.items() if value is not None}
-
-
-class CompleteSession(BaseModel):
-    """Whole-file digests a client computed while sending (it need not read the file twice)."""
+class WholeFileDigests(BaseModel):
+    """Whole-file digests a client declares (hex or base64), to be verified at completion."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -56,8 +26,28 @@ class CompleteSession(BaseModel):
         return None if value is None else normalize_digest(name, value)
 
     def declared(self) -> dict[str, str]:
+        """The digests given, by algorithm, as lowercase hex."""
         declared = {"sha256": self.sha256, "crc32c": self.crc32c, "md5": self.md5}
         return {name: value for name, value in declared.items() if value is not None}
+
+
+class CreateSession(WholeFileDigests):
+    filename: str = Field(min_length=1, max_length=1024)
+    size: int = Field(ge=0, le=2**63 - 1)
+    content_type: str | None = Field(None, max_length=255)
+    part_size: int | None = Field(None, ge=1, le=2**63 - 1)
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+    @field_validator("filename")
+    @classmethod
+    def _filename(cls, value: str) -> str:
+        if any(ord(char) < 32 for char in value):
+            raise ValueError("filename must not contain control characters")
+        return value
+
+
+class CompleteSession(WholeFileDigests):
+    """Whole-file digests a client computed while sending (it need not read the file twice)."""
 
 
 class SessionUrls(BaseModel):

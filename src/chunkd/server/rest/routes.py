@@ -192,7 +192,7 @@ def build_router(api: RestApi) -> APIRouter:
                 metadata=metadata,
                 owner=owner,
                 part_size=spec.part_size,
-                expected_digests=spec.expected_digests(),
+                expected_digests=spec.declared(),
             )
             created = api.created(request, upload, identity)
             return JSONResponse(created.model_dump(mode="json", by_alias=True), 201)
