@@ -34,6 +34,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from chunkd.catalog import codec, migrations
 from chunkd.catalog.base import Activity, Catalog, Handoff, Totals, Usage, check_fields, settlement
+from chunkd.catalog.sql import Params, activity_of, activity_query, upload_filters
 from chunkd.uploads.models import OPEN_STATES, Part, Upload, UploadState
 
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in codec.COLUMNS)
@@ -56,17 +57,7 @@ def _mapping(row: asyncpg.Record) -> Mapping[str, Any]:
     return mapping
 
 
-_ACTIVITY = """
-SELECT
-    COUNT(*) FILTER (WHERE "created_at" >= $1),
-    COUNT(*) FILTER (WHERE "state" = 'complete'),
-    COUNT(*) FILTER (WHERE "state" = 'failed'),
-    COUNT(*) FILTER (WHERE "state" = 'aborted'),
-    COUNT(*) FILTER (WHERE "state" = 'expired'),
-    COALESCE(SUM(COALESCE("length", "offset")) FILTER (WHERE "state" = 'complete'), 0),
-    COALESCE(SUM("updated_at" - "created_at") FILTER (WHERE "state" = 'complete'), 0)
-FROM uploads WHERE "updated_at" >= $1
-"""
+_ACTIVITY = activity_query("$1")
 
 
 class PostgresCatalog(Catalog):
@@ -243,25 +234,13 @@ class PostgresCatalog(Catalog):
         after: str | None = None,
         limit: int = 100,
     ) -> list[Upload]:
-        conditions: list[str] = ["TRUE"]
-        args: list[Any] = []
-        if owner is not None:
-            args.append(owner)
-            conditions.append(f'"owner" = ${len(args)}')
-        if states:
-            args.append(sorted(str(state) for state in states))
-            conditions.append(f'"state" = ANY(${len(args)}::text[])')
-        if updated_before is not None:
-            args.append(updated_before)
-            conditions.append(f'"updated_at" < ${len(args)}')
-        if after is not None:
-            args.append(after)
-            conditions.append(f'"id" > ${len(args)}')
-        args.append(limit)
+        params = Params("numeric")
+        where = upload_filters(
+            params, owner=owner, states=states, updated_before=updated_before, after=after
+        )
         rows = await self.pool.fetch(
-            f"SELECT {_COLUMN_LIST} FROM uploads WHERE {' AND '.join(conditions)} "
-            f'ORDER BY "id" LIMIT ${len(args)}',
-            *args,
+            f'SELECT {_COLUMN_LIST} FROM uploads WHERE {where} ORDER BY "id" LIMIT {params(limit)}',
+            *params.values,
         )
         return [codec.decode(_mapping(row)) for row in rows]
 
@@ -275,15 +254,7 @@ class PostgresCatalog(Catalog):
     async def activity(self, since: float) -> Activity:
         row = await self.pool.fetchrow(_ACTIVITY, since)
         assert row is not None
-        return Activity(
-            started=int(row[0]),
-            completed=int(row[1]),
-            failed=int(row[2]),
-            aborted=int(row[3]),
-            expired=int(row[4]),
-            completed_bytes=int(row[5]),
-            completed_seconds=float(row[6]),
-        )
+        return activity_of(row)
 
     async def get_handoff(self, upload_id: str) -> Handoff | None:
         row = await self.pool.fetchrow(

@@ -16,6 +16,7 @@ import aiosqlite
 
 from chunkd.catalog import codec, migrations
 from chunkd.catalog.base import Activity, Catalog, Handoff, Totals, Usage, check_fields, settlement
+from chunkd.catalog.sql import Params, activity_of, activity_query, upload_filters
 from chunkd.uploads.models import Part, Upload, UploadState
 
 _COLUMN_LIST = ", ".join(f'"{c}"' for c in codec.COLUMNS)
@@ -27,17 +28,7 @@ def _mapping(row: Any) -> Mapping[str, Any]:
     return mapping
 
 
-_ACTIVITY = """
-SELECT
-    COUNT(*) FILTER (WHERE "created_at" >= :since),
-    COUNT(*) FILTER (WHERE "state" = 'complete'),
-    COUNT(*) FILTER (WHERE "state" = 'failed'),
-    COUNT(*) FILTER (WHERE "state" = 'aborted'),
-    COUNT(*) FILTER (WHERE "state" = 'expired'),
-    COALESCE(SUM(COALESCE("length", "offset")) FILTER (WHERE "state" = 'complete'), 0),
-    COALESCE(SUM("updated_at" - "created_at") FILTER (WHERE "state" = 'complete'), 0)
-FROM uploads WHERE "updated_at" >= :since
-"""
+_ACTIVITY = activity_query(":since")
 
 
 class SqliteCatalog(Catalog):
@@ -190,24 +181,13 @@ class SqliteCatalog(Catalog):
         after: str | None = None,
         limit: int = 100,
     ) -> list[Upload]:
-        conditions: list[str] = ["1 = 1"]
-        values: list[object] = []
-        if owner is not None:
-            conditions.append('"owner" = ?')
-            values.append(owner)
-        if states:
-            conditions.append(f'"state" IN ({", ".join("?" for _ in states)})')
-            values.extend(sorted(str(state) for state in states))
-        if updated_before is not None:
-            conditions.append('"updated_at" < ?')
-            values.append(updated_before)
-        if after is not None:
-            conditions.append('"id" > ?')
-            values.append(after)
+        params = Params("qmark")
+        where = upload_filters(
+            params, owner=owner, states=states, updated_before=updated_before, after=after
+        )
         rows = await self.db.execute_fetchall(
-            f"SELECT {_COLUMN_LIST} FROM uploads WHERE {' AND '.join(conditions)} "
-            'ORDER BY "id" LIMIT ?',
-            (*values, limit),
+            f'SELECT {_COLUMN_LIST} FROM uploads WHERE {where} ORDER BY "id" LIMIT {params(limit)}',
+            params.values,
         )
         return [codec.decode(_mapping(row)) for row in rows]
 
@@ -220,16 +200,7 @@ class SqliteCatalog(Catalog):
 
     async def activity(self, since: float) -> Activity:
         rows = await self.db.execute_fetchall(_ACTIVITY, {"since": since})
-        row = next(iter(rows))
-        return Activity(
-            started=int(row[0]),
-            completed=int(row[1]),
-            failed=int(row[2]),
-            aborted=int(row[3]),
-            expired=int(row[4]),
-            completed_bytes=int(row[5]),
-            completed_seconds=float(row[6]),
-        )
+        return activity_of(next(iter(rows)))
 
     async def get_handoff(self, upload_id: str) -> Handoff | None:
         rows = await self.db.execute_fetchall(
