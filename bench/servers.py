@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from chunkd.testing.processes import free_port
+
 BENCH = Path(__file__).resolve().parent
 PEERS = BENCH / "peers"
 BIN = Path(sys.executable).parent
@@ -176,12 +178,6 @@ SPECS: list[Spec] = [
     Spec("tuspyserver / granian", "tuspy", _tuspy_granian, _flat_file, env=_tuspy_env),
     Spec("nginx dav PUT (no fsync)", "nginx", _nginx, _nginx_file, kind="put"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path, timeout: float) -> None:

@@ -14,7 +14,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from chunkd.cli.main import app
-from chunkd.testing.server import ServerProcess, free_port
+from chunkd.testing.processes import free_port
+from chunkd.testing.server import ServerProcess
 from tests.auth.keys import SECRET, token
 
 

@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from chunkd.testing.server import ServerProcess, free_port
+from chunkd.testing.processes import free_port
+from chunkd.testing.server import ServerProcess
 from tests.client.proxy import ChaosProxy
 from tests.e2e.webhooks import Receiver, hook_env
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 
-from chunkd.testing.server import ServerProcess, free_port
+from chunkd.testing.processes import free_port
+from chunkd.testing.server import ServerProcess
 from tests.e2e.webhooks import Receiver, hook_env
 
 TUS = {"Tus-Resumable": "1.0.0"}

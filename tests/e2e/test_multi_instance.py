@@ -19,9 +19,10 @@ import pytest
 
 from chunkd.testing.nginx import running_balancer
 from chunkd.testing.postgres import running_postgres
+from chunkd.testing.processes import free_port
 from chunkd.testing.redis import running_redis
 from chunkd.testing.s3 import running_moto
-from chunkd.testing.server import ServerProcess, free_port
+from chunkd.testing.server import ServerProcess
 from tests.e2e.test_events import Collector
 from tests.e2e.test_handoff import Receiver, hook_env
 

@@ -31,7 +31,8 @@ from schemathesis.specs.openapi.checks import (
 
 from chunkd.server.app import create_app
 from chunkd.settings import load_settings
-from chunkd.testing.server import ServerProcess, free_port
+from chunkd.testing.processes import free_port
+from chunkd.testing.server import ServerProcess
 
 CHECKS: list[CheckFunction] = [
     schemathesis.checks.not_a_server_error,

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from chunkd.exceptions import ServiceUnavailable
 from chunkd.testing.clamd import EICAR_SIGNATURE, ClamdProcess, eicar, running_clamd
+from chunkd.testing.processes import free_port
 from chunkd.validation.clamav import CHUNK_LIMIT, ClamdScanner, ScannerUnavailable, ScanResult
 
 MiB = 1024 * 1024
@@ -69,12 +69,6 @@ async def test_concurrent_scans(clamd: ClamdProcess) -> None:
         *(scanner.scan(stream(os.urandom(MiB), eicar() if i % 2 else b"")) for i in range(6))
     )
     assert [r.clean for r in results] == [True, False] * 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from chunkd.testing.processes import stop
+
 __all__ = ["EICAR_SIGNATURE", "ClamdProcess", "eicar", "find_clamd", "running_clamd"]
 
 EICAR_SIGNATURE = "Chunkd.Test.EICAR"
@@ -167,13 +169,7 @@ def _ping(socket_path: str) -> bool:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()  # SIGTERM to this PID: clamd shuts down cleanly
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    stop(process)  # SIGTERM to this PID: clamd shuts down cleanly
 
 
 def _tail(directory: Path) -> str:

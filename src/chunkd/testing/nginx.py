@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from chunkd.testing.server import free_port
+from chunkd.testing.processes import free_port, stop
 
 CONFIG = """\
 {user}daemon off;
@@ -82,9 +82,4 @@ def running_balancer(ports: Sequence[int]) -> Iterator[int]:
                     time.sleep(0.05)
             yield port
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)

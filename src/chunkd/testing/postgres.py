@@ -22,7 +22,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from chunkd.testing.processes import free_port, stop
 
 __all__ = ["PostgresServer", "find_postgres_bin", "running_postgres"]
 
@@ -92,13 +93,6 @@ def _run_as() -> str | None:
             "Debian package postgresql (it creates one) or run the tests as another user"
         ) from None
     return "postgres"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -170,7 +164,7 @@ def _start(
     max_connections: int,
 ) -> tuple[subprocess.Popen[bytes], int]:
     for _ in range(5):  # a free port can be taken by someone else before postgres binds it
-        port = _free_port()
+        port = free_port()
         log = directory / "postgres.log"
         with open(log, "ab") as out:
             process = subprocess.Popen(
@@ -233,10 +227,4 @@ def _wait_ready(process: subprocess.Popen[bytes], data: Path, timeout: float) ->
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)  # "fast" shutdown: end sessions, checkpoint, exit
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    stop(process, how=signal.SIGINT, timeout=20)  # "fast": end sessions, checkpoint, exit

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from chunkd.testing.server import free_port
+from chunkd.testing.processes import free_port, stop
 
 
 @contextmanager
@@ -42,9 +42,4 @@ def running_redis(start_timeout: float = 20.0) -> Iterator[str]:
                 time.sleep(0.05)
             yield f"redis://127.0.0.1:{port}/0"
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)

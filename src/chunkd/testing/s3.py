@@ -9,7 +9,6 @@ enforces S3's minimum part size at ``CompleteMultipartUpload``; ``min_part_size`
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+from chunkd.testing.processes import free_port, stop
 
 __all__ = ["MotoServer", "running_moto"]
 
@@ -49,15 +50,9 @@ class MotoServer:
             client.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def running_moto(*, min_part_size: int = 5 * 1024 * 1024) -> Iterator[MotoServer]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "S3_UPLOAD_PART_MIN_SIZE": str(min_part_size)}
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -78,9 +73,4 @@ def running_moto(*, min_part_size: int = 5 * 1024 * 1024) -> Iterator[MotoServer
                 time.sleep(0.1)
         yield MotoServer(endpoint, process.pid)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
