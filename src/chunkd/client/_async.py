@@ -54,13 +54,7 @@ class AsyncClient:
         self.options = Options(
             server.rstrip("/"), token, parallel, part_size, protocol, retry or RetryPolicy(), state
         )
-        limits = httpx.Limits(max_connections=parallel + 2, max_keepalive_connections=parallel + 2)
-        self.http = httpx.AsyncClient(
-            headers=self.options.headers(),
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=limits,
-            transport=transport,
-        )
+        self.http = httpx.AsyncClient(**self.options.http_settings(timeout), transport=transport)
 
     async def upload(
         self,

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
+
 from chunkd.client._effects import Flow, Session
 from chunkd.client._files import FileReader, Fingerprint
 from chunkd.client._flow import UploadPlan, UploadResult, rest_flow, tus_flow
@@ -39,6 +41,16 @@ class Options:
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def http_settings(self, timeout: float) -> dict[str, Any]:
+        """What both drivers give their httpx client: the token, timeouts, a connection per
+        part in flight and two to spare."""
+        spare = self.parallel + 2
+        return {
+            "headers": self.headers(),
+            "timeout": httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            "limits": httpx.Limits(max_connections=spare, max_keepalive_connections=spare),
+        }
 
 
 class UploadJob:

@@ -53,13 +53,7 @@ class Client:
         self.options = Options(
             server.rstrip("/"), token, parallel, part_size, protocol, retry or RetryPolicy(), state
         )
-        limits = httpx.Limits(max_connections=parallel + 2, max_keepalive_connections=parallel + 2)
-        self.http = httpx.Client(
-            headers=self.options.headers(),
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=limits,
-            transport=transport,
-        )
+        self.http = httpx.Client(**self.options.http_settings(timeout), transport=transport)
 
     def upload(
         self,
