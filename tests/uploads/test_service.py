@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -311,3 +312,40 @@ async def test_a_part_stored_with_sha256_is_still_recognised_when_sent_again(
     fresh = await service.sessions.create(size=100, metadata={}, part_size=65536)
     part, new = await service.sessions.put_part(fresh.id, 0, body(data))
     assert new and part.digest.startswith("blake3:")
+
+
+async def test_the_frontier_commits_a_step_at_a_time(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chunkd.catalog.memory import MemoryCatalog
+    from chunkd.uploads import sessions
+    from chunkd.uploads.service import ServiceConfig
+
+    monkeypatch.setattr(sessions, "_FRONTIER_STEP", 200_000)
+    config = ServiceConfig(max_size=10**6, expiry=3600)
+    service = UploadService(MemoryCatalog(), MemoryStorage(), config, clock=clock)
+    async with service.catalog, service.storage:
+        await _stepping(service, monkeypatch)
+
+
+async def _stepping(service: UploadService, monkeypatch: pytest.MonkeyPatch) -> None:
+    session = await service.sessions.create(size=500_000, metadata={}, part_size=100_000)
+    for index in (1, 2, 3, 4):  # all but the first: nothing contiguous yet
+        await service.sessions.put_part(session.id, index, body(bytes([index]) * 100_000))
+    await asyncio.gather(*list(service.sessions._tasks))
+    assert (await service.get(session.id)).offset == 0
+    committed: list[int] = []
+    compare_and_set = service.catalog.compare_and_set
+
+    async def spy(upload_id: str, expected: Any, changes: Any) -> Any:
+        if "offset" in changes:
+            committed.append(changes["offset"])
+        return await compare_and_set(upload_id, expected, changes)
+
+    monkeypatch.setattr(service.catalog, "compare_and_set", spy)
+    await service.sessions.put_part(session.id, 0, body(b"\0" * 100_000))
+    await asyncio.gather(*list(service.sessions._tasks))
+    assert committed == [200_000, 400_000, 500_000]
+    done = await service.sessions.complete(session.id)
+    data = b"".join(bytes([index]) * 100_000 for index in range(5))
+    assert done.digests["sha256"] == hashlib.sha256(data).hexdigest()

@@ -20,6 +20,7 @@ import mmap
 import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import cast
 
 from chunkd.storage.base import Observer
@@ -42,18 +43,20 @@ def open_direct(path: os.PathLike[str] | str, flags: int) -> int | None:
         raise
 
 
-def aligned_buffer(size: int) -> mmap.mmap:
-    """This thread's page-aligned buffer of at least ``size`` bytes (anonymous ``mmap``).
+def aligned_buffer(size: int, use: str = "write") -> mmap.mmap:
+    """This thread's page-aligned buffer for ``use``, of at least ``size`` bytes (anonymous
+    ``mmap``; writing and reading back keep one each).
 
     Kept between calls: a buffer touched once is cheap to reuse, a fresh one costs a page
     fault per page. Resized when a request needs more, or needs far less than it holds.
     """
     want = -(-max(size, 1) // _GRANULE) * _GRANULE
-    buffer: mmap.mmap | None = getattr(_local, "buffer", None)
+    buffers: dict[str, mmap.mmap] = _local.__dict__.setdefault("buffers", {})
+    buffer = buffers.get(use)
     if buffer is None or len(buffer) < want or len(buffer) >= 8 * want:
         if buffer is not None:
             buffer.close()
-        buffer = _local.buffer = mmap.mmap(-1, want)
+        buffer = buffers[use] = mmap.mmap(-1, want)
     return buffer
 
 
@@ -122,21 +125,43 @@ def _last(chunks: Sequence[bytes], count: int) -> bytes:
 
 def feed_direct(fd: int, start: int, stop: int, observers: Sequence[Observer], chunk: int) -> int:
     """Show ``[start, stop)`` of the file open as ``fd`` (with ``O_DIRECT``) to ``observers``:
-    aligned reads into this thread's buffer, trimmed to the range. Returns the bytes shown."""
-    buffer = aligned_buffer(chunk)
-    view = memoryview(buffer)
-    position = start - start % ALIGN
-    while position < stop:
-        want = min(chunk, -(-(stop - position) // ALIGN) * ALIGN)
-        count = os.preadv(fd, [view[:want]], position)
-        if count <= 0:
-            break
-        first, last = max(start, position) - position, min(stop, position + count) - position
-        if last > first:
-            chunk_view = cast(bytes, view[first:last])  # hashers take any buffer; no copy
-            for observe in observers:
-                observe(chunk_view)
-        position += count
-        if count < want:  # end of the file
-            break
+    aligned reads into this thread's buffer, trimmed to the range. Returns the bytes shown.
+
+    Direct reads do not read ahead, so the next read runs while a helper thread shows the
+    previous one to the observers (hashlib and crc32c release the GIL): two halves of the
+    buffer, taken in turn, the observers always in file order.
+    """
+    buffer = aligned_buffer(2 * chunk, "feed")
+    halves = (memoryview(buffer)[:chunk], memoryview(buffer)[chunk : 2 * chunk])
+    showing: Future[None] | None = None
+    position, turn = start - start % ALIGN, 0
+    try:
+        while position < stop:
+            view = halves[turn]
+            want = min(chunk, -(-(stop - position) // ALIGN) * ALIGN)
+            count = os.preadv(fd, [view[:want]], position)
+            if count <= 0:
+                break
+            first, last = max(start, position) - position, min(stop, position + count) - position
+            if showing is not None:
+                showing.result()  # the other half is free again, and shown in order
+                showing = None
+            if last > first:
+                shown = cast(bytes, view[first:last])  # hashers take any buffer; no copy
+                showing = _helpers.submit(_show, observers, shown)
+            position += count
+            turn ^= 1
+            if count < want:  # end of the file
+                break
+    finally:
+        if showing is not None:
+            showing.result()
     return max(0, min(stop, position) - start)
+
+
+def _show(observers: Sequence[Observer], chunk: bytes) -> None:
+    for observe in observers:
+        observe(chunk)
+
+
+_helpers = ThreadPoolExecutor(4, thread_name_prefix="chunkd-hash")

@@ -51,6 +51,7 @@ def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
 _start_writeback = _load_sync_file_range()
 _READ_CHUNK = 256 * 1024
 _FEED_CHUNK = 1024 * 1024  # hashing stored bytes: one thread, few large reads
+_DIRECT_FEED_CHUNK = 2 * 1024 * 1024  # direct reads do not read ahead: larger, overlapped
 _COPY_CHUNK = 1 << 30
 
 
@@ -287,7 +288,7 @@ class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):
         """One worker-thread pass: hashlib and crc32c release the GIL on large buffers."""
         if self.direct and (direct := open_direct(path, os.O_RDONLY)) is not None:
             try:  # bytes written directly are not in the page cache: do not fill it now
-                return feed_direct(direct, start, stop, observers, _FEED_CHUNK)
+                return feed_direct(direct, start, stop, observers, _DIRECT_FEED_CHUNK)
             finally:
                 os.close(direct)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

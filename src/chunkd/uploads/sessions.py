@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 PART_DIGEST = "blake3"
 #: How often, at most, a stream of parts renews the upload's expiry (seconds).
 _RENEW_EVERY = 10.0
+#: The frontier commits its offset (and digest state) at least this often, in bytes: when it
+#: lags behind parts arriving in order, its progress still shows and survives.
+_FRONTIER_STEP = 64 * 1024 * 1024
 
 
 def _part_hasher(algorithm: str) -> Hasher:
@@ -234,16 +237,21 @@ class Sessions:
         lock = self._frontiers.setdefault(upload_id, asyncio.Lock())
         try:
             async with lock:
-                return await self._advance(upload_id)
+                while True:  # a step at a time, each committed: progress shows as it is made
+                    upload, more = await self._advance(upload_id)
+                    if not more:
+                        return upload
         finally:
             if not lock.locked() and self._frontiers.get(upload_id) is lock:
                 del self._frontiers[upload_id]
 
-    async def _advance(self, upload_id: str) -> Upload | None:
+    async def _advance(self, upload_id: str) -> tuple[Upload | None, bool]:
+        """One step of the frontier (at most ``_FRONTIER_STEP`` bytes), committed; and
+        whether more contiguous parts may be waiting."""
         service = self._service
         upload = await service.catalog.get(upload_id)
         if upload is None or upload.state is not UploadState.RECEIVING:
-            return upload
+            return upload, False
         assert upload.length is not None and upload.part_size is not None
         algorithms = service.digests.for_upload(upload.expected_digests)
         hashers = service.digests.start(upload_id, upload.offset, algorithms)
@@ -251,7 +259,11 @@ class Sessions:
         if not storage.readable_before_finish:
             hashers = None  # parts cannot be read back yet: hashed once the file is sealed
         offset = upload.offset
+        more = False
         while offset < upload.length:
+            if offset - upload.offset >= _FRONTIER_STEP:
+                more = True
+                break
             part = await service.catalog.get_part(upload_id, offset // upload.part_size)
             if part is None:
                 break
@@ -261,7 +273,7 @@ class Sessions:
                 await storage.feed(upload.storage, offset, offset + part.size, updates)
             offset += part.size
         if offset == upload.offset:
-            return upload
+            return upload, False
         advanced = await service.catalog.compare_and_set(
             upload_id,
             {"offset": upload.offset, "state": UploadState.RECEIVING},
@@ -269,7 +281,7 @@ class Sessions:
         )
         if advanced is not None:
             service.digests.commit(upload_id, offset, hashers)
-        return advanced
+        return advanced, more and advanced is not None
 
     # -- completing ------------------------------------------------------------------------
 
