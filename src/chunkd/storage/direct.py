@@ -131,7 +131,8 @@ def feed_direct(fd: int, start: int, stop: int, observers: Sequence[Observer], c
     previous one to the observers (hashlib and crc32c release the GIL): two halves of the
     buffer, taken in turn, the observers always in file order.
     """
-    buffer = aligned_buffer(2 * chunk, "feed")
+    with _pool_lock:  # one buffer per feed at once, not per thread that ever fed
+        buffer = _pool.pop() if _pool and len(_pool[-1]) >= 2 * chunk else mmap.mmap(-1, 2 * chunk)
     halves = (memoryview(buffer)[:chunk], memoryview(buffer)[chunk : 2 * chunk])
     showing: Future[None] | None = None
     position, turn = start - start % ALIGN, 0
@@ -156,6 +157,8 @@ def feed_direct(fd: int, start: int, stop: int, observers: Sequence[Observer], c
     finally:
         if showing is not None:
             showing.result()
+        with _pool_lock:
+            _pool.append(buffer)
     return max(0, min(stop, position) - start)
 
 
@@ -165,3 +168,5 @@ def _show(observers: Sequence[Observer], chunk: bytes) -> None:
 
 
 _helpers = ThreadPoolExecutor(4, thread_name_prefix="chunkd-hash")
+_pool: list[mmap.mmap] = []
+_pool_lock = threading.Lock()
