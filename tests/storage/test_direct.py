@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from chunkd.storage import local
-from chunkd.storage.direct import ALIGN, DirectStream, aligned_buffer, feed_direct, open_direct
+from chunkd.storage.direct import ALIGN, DirectStream, aligned_buffer, feed_range, open_direct
 from chunkd.storage.local import LocalStorage
 
 
@@ -80,7 +80,7 @@ def test_feeding_shows_exactly_the_range(tmp_path: Path, start: int, stop: int) 
     assert fd is not None
     seen = hashlib.sha256()
     try:
-        fed = feed_direct(fd, start, stop, [seen.update], 64 * 1024)
+        fed = feed_range(fd, start, stop, [seen.update], 64 * 1024)
     finally:
         os.close(fd)
     assert fed == stop - start
@@ -94,7 +94,7 @@ def test_feeding_past_the_end_shows_what_there_is(tmp_path: Path) -> None:
     assert fd is not None
     seen: list[bytes] = []
     try:
-        fed = feed_direct(fd, 10, 10_000, [lambda chunk: seen.append(bytes(chunk))], ALIGN)
+        fed = feed_range(fd, 10, 10_000, [lambda chunk: seen.append(bytes(chunk))], ALIGN)
     finally:
         os.close(fd)
     assert fed == 6000 - 10

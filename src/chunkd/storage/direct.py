@@ -43,20 +43,18 @@ def open_direct(path: os.PathLike[str] | str, flags: int) -> int | None:
         raise
 
 
-def aligned_buffer(size: int, use: str = "write") -> mmap.mmap:
-    """This thread's page-aligned buffer for ``use``, of at least ``size`` bytes (anonymous
-    ``mmap``; writing and reading back keep one each).
+def aligned_buffer(size: int) -> mmap.mmap:
+    """This thread's page-aligned buffer of at least ``size`` bytes (anonymous ``mmap``).
 
     Kept between calls: a buffer touched once is cheap to reuse, a fresh one costs a page
     fault per page. Resized when a request needs more, or needs far less than it holds.
     """
     want = -(-max(size, 1) // _GRANULE) * _GRANULE
-    buffers: dict[str, mmap.mmap] = _local.__dict__.setdefault("buffers", {})
-    buffer = buffers.get(use)
+    buffer: mmap.mmap | None = getattr(_local, "buffer", None)
     if buffer is None or len(buffer) < want or len(buffer) >= 8 * want:
         if buffer is not None:
             buffer.close()
-        buffer = buffers[use] = mmap.mmap(-1, want)
+        buffer = _local.buffer = mmap.mmap(-1, want)
     return buffer
 
 
@@ -123,9 +121,10 @@ def _last(chunks: Sequence[bytes], count: int) -> bytes:
     return b"".join(reversed(tail))
 
 
-def feed_direct(fd: int, start: int, stop: int, observers: Sequence[Observer], chunk: int) -> int:
-    """Show ``[start, stop)`` of the file open as ``fd`` (with ``O_DIRECT``) to ``observers``:
-    aligned reads into this thread's buffer, trimmed to the range. Returns the bytes shown.
+def feed_range(fd: int, start: int, stop: int, observers: Sequence[Observer], chunk: int) -> int:
+    """Show ``[start, stop)`` of the file open as ``fd`` to ``observers``: block-aligned reads
+    (as ``O_DIRECT`` needs; any descriptor takes them) into a pooled aligned buffer, trimmed
+    to the range. Returns the bytes shown.
 
     Direct reads do not read ahead, so the next read runs while a helper thread shows the
     previous one to the observers (hashlib and crc32c release the GIL): two halves of the

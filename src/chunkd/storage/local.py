@@ -15,7 +15,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from chunkd.storage.base import (
     ByteWriter,
@@ -25,7 +25,7 @@ from chunkd.storage.base import (
     SupportsConcatenation,
     SupportsDownload,
 )
-from chunkd.storage.direct import DirectStream, feed_direct, open_direct
+from chunkd.storage.direct import DirectStream, feed_range, open_direct, pwrite_all
 
 _IOV_MAX = 512  # chunks per pwritev; well under Linux's IOV_MAX of 1024
 _MIN_BATCH = 64 * 1024
@@ -50,8 +50,7 @@ def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
 
 _start_writeback = _load_sync_file_range()
 _READ_CHUNK = 256 * 1024
-_FEED_CHUNK = 1024 * 1024  # hashing stored bytes: one thread, few large reads
-_DIRECT_FEED_CHUNK = 2 * 1024 * 1024  # direct reads do not read ahead: larger, overlapped
+_FEED_CHUNK = 2 * 1024 * 1024  # hashing stored bytes: large reads, overlapped with hashing
 _COPY_CHUNK = 1 << 30
 
 
@@ -122,11 +121,7 @@ class _LocalWriter(ByteWriter):
         written = os.pwritev(self._fd, batch, offset)
         total = sum(len(chunk) for chunk in batch)
         if written < total:  # short write: finish the rest the slow way
-            rest = b"".join(batch)[written:]
-            while rest:
-                n = os.pwrite(self._fd, rest, offset + written)
-                written += n
-                rest = rest[n:]
+            pwrite_all(self._fd, b"".join(batch)[written:], offset + written)
         if self._writeback and _start_writeback is not None:
             # Start writing this batch to disk now, while the next one is received, so the
             # fdatasync that acknowledges the request waits only for the tail.
@@ -286,25 +281,12 @@ class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):
 
     def _feed(self, path: Path, start: int, stop: int, observers: tuple[Observer, ...]) -> int:
         """One worker-thread pass: hashlib and crc32c release the GIL on large buffers."""
-        if self.direct and (direct := open_direct(path, os.O_RDONLY)) is not None:
-            try:  # bytes written directly are not in the page cache: do not fill it now
-                return feed_direct(direct, start, stop, observers, _DIRECT_FEED_CHUNK)
-            finally:
-                os.close(direct)
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # bytes written directly are not in the page cache: reading them back directly does
+        # not fill it now
+        direct = open_direct(path, os.O_RDONLY) if self.direct else None
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC) if direct is None else direct
         try:
-            buffer = bytearray(min(_FEED_CHUNK, max(stop - start, 0)))
-            view = memoryview(buffer)
-            position = start
-            while position < stop:
-                count = os.preadv(fd, [view[: min(len(buffer), stop - position)]], position)
-                if not count:
-                    break
-                chunk = cast(bytes, view[:count])  # hashers take any buffer; no copy
-                for observe in observers:
-                    observe(chunk)
-                position += count
-            return position - start
+            return feed_range(fd, start, stop, observers, _FEED_CHUNK)
         finally:
             os.close(fd)
 
