@@ -95,10 +95,8 @@ def main() -> None:
         s3.create_bucket("chunkd")
         env = {
             "CHUNKD_CATALOG": "postgres", "CHUNKD_POSTGRES_DSN": pg.dsn(),
-            "CHUNKD_REDIS_URL": redis_url, "CHUNKD_STORAGE": "s3",
-            "CHUNKD_S3_ENDPOINT": s3.endpoint, "CHUNKD_S3_BUCKET": "chunkd",
-            "CHUNKD_S3_REGION": s3.region, "CHUNKD_S3_ACCESS_KEY": s3.access_key,
-            "CHUNKD_S3_SECRET_KEY": s3.secret_key, "CHUNKD_BEHIND_PROXY": "true",
+            "CHUNKD_REDIS_URL": redis_url, **s3.chunkd_env("chunkd"),
+            "CHUNKD_BEHIND_PROXY": "true",
         }  # fmt: skip
         for rep in range(args.reps):
             for count in (1, 3) if rep % 2 == 0 else (3, 1):

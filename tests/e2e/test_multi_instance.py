@@ -117,12 +117,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[list[ServerProcess], int, Receiver
             "CHUNKD_CATALOG": "postgres",
             "CHUNKD_POSTGRES_DSN": pg.dsn(),
             "CHUNKD_REDIS_URL": redis_url,
-            "CHUNKD_STORAGE": "s3",
-            "CHUNKD_S3_ENDPOINT": s3.endpoint,
-            "CHUNKD_S3_BUCKET": "chunkd",
-            "CHUNKD_S3_REGION": s3.region,
-            "CHUNKD_S3_ACCESS_KEY": s3.access_key,
-            "CHUNKD_S3_SECRET_KEY": s3.secret_key,
+            **s3.chunkd_env("chunkd"),
             "CHUNKD_BEHIND_PROXY": "true",
             "CHUNKD_LOCK_WAIT": "3s",
         }

@@ -21,14 +21,7 @@ MiB = 1 << 20
 def test_uploads_on_s3(tmp_path: Path) -> None:
     with running_moto() as s3:
         s3.create_bucket("chunkd")
-        env = {
-            "CHUNKD_STORAGE": "s3",
-            "CHUNKD_S3_ENDPOINT": s3.endpoint,
-            "CHUNKD_S3_BUCKET": "chunkd",
-            "CHUNKD_S3_REGION": s3.region,
-            "CHUNKD_S3_ACCESS_KEY": s3.access_key,
-            "CHUNKD_S3_SECRET_KEY": s3.secret_key,
-        }
+        env = s3.chunkd_env("chunkd")
         with (
             ServerProcess(tmp_path / "data", env=env) as server,
             httpx.Client(timeout=60) as client,

@@ -34,6 +34,17 @@ class MotoServer:
     secret_key: str = SECRET_KEY
     region: str = REGION
 
+    def chunkd_env(self, bucket: str) -> dict[str, str]:
+        """The settings that point a chunkd server at ``bucket`` on this server."""
+        return {
+            "CHUNKD_STORAGE": "s3",
+            "CHUNKD_S3_ENDPOINT": self.endpoint,
+            "CHUNKD_S3_BUCKET": bucket,
+            "CHUNKD_S3_REGION": self.region,
+            "CHUNKD_S3_ACCESS_KEY": self.access_key,
+            "CHUNKD_S3_SECRET_KEY": self.secret_key,
+        }
+
     def create_bucket(self, name: str) -> None:
         import boto3
 
