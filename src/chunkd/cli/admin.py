@@ -30,6 +30,7 @@ ServerOption = Annotated[str | None, typer.Option(help="Server URL [CHUNKD_SERVE
 TokenOption = Annotated[str | None, typer.Option(help="Bearer token [CHUNKD_TOKEN].")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's JSON.")]
 TimeoutOption = Annotated[float, typer.Option(help="Network timeout, seconds.")]
+UploadIdArgument = Annotated[str, typer.Argument(metavar="ID", help="The upload's id.")]
 
 
 class AdminError(Exception):
@@ -227,7 +228,7 @@ def ls(
 
 @admin_app.command("show")
 def show(
-    upload_id: Annotated[str, typer.Argument(metavar="ID", help="The upload's id.")],
+    upload_id: UploadIdArgument,
     json_output: JsonOption = False,
     server: ServerOption = None,
     token: TokenOption = None,
@@ -296,7 +297,7 @@ def _detail(upload: dict[str, Any]) -> Table:
 
 @admin_app.command("cancel")
 def cancel(
-    upload_id: Annotated[str, typer.Argument(metavar="ID", help="The upload's id.")],
+    upload_id: UploadIdArgument,
     json_output: JsonOption = False,
     server: ServerOption = None,
     token: TokenOption = None,
