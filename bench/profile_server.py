@@ -1,10 +1,12 @@
 """Where does a chunkd server spend its time? py-spy during one workload, summarised.
 
     .venv/bin/python bench/profile_server.py [--server uvicorn|granian] [--default] [--mib 1024]
+        [--uploads 1]
 
 Starts chunkd (like-for-like: ``--no-fsync --digests none`` unless ``--default``), samples it
-with ``py-spy record --format raw`` (idle frames dropped, all threads) while one PATCH of
-``--mib`` MiB is uploaded, and prints the top frames by own samples and by inclusive samples.
+with ``py-spy record --format raw`` (idle frames dropped, all threads) while ``--uploads``
+concurrent uploads of one PATCH each, ``--mib`` MiB in all, are sent, and prints the top
+frames by own samples and by inclusive samples.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import BinaryIO
 
 from cases import MIB
 from loadclient import tus_upload
@@ -55,11 +58,19 @@ def summarise(raw: Path, top: int) -> None:
                 print(f"    {100 * n / total:5.1f}%  {frame}")
 
 
+async def upload_all(port: int, file: BinaryIO, size: int, uploads: int) -> None:
+    each = size // uploads
+    await asyncio.gather(
+        *(tus_upload(port, "/files/", file, i * each, each, each) for i in range(uploads))
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--server", choices=("uvicorn", "granian"), default="uvicorn")
     parser.add_argument("--default", action="store_true", help="fsync + sha256 (the default)")
     parser.add_argument("--mib", type=int, default=1024)
+    parser.add_argument("--uploads", type=int, default=1, help="concurrent uploads")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--native", action="store_true", help="include C frames")
     parser.add_argument("--chunkd-tree", choices=("head", "working"), default="head")
@@ -85,7 +96,7 @@ def main() -> int:
             try:
                 time.sleep(1.0)  # let py-spy attach
                 start = time.perf_counter()
-                asyncio.run(tus_upload(port, "/files/", file, 0, size, size))
+                asyncio.run(upload_all(port, file, size, args.uploads))
                 seconds = time.perf_counter() - start
             finally:
                 spy.send_signal(signal.SIGINT)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from chunkd.server import logs
+from chunkd.server.memory import keep_freed_memory
 from chunkd.settings import Settings
 
 
 def run(settings: Settings) -> None:
     logs.configure(settings.log_level, settings.log_format)
+    keep_freed_memory()
     if settings.asgi_server == "granian":
         run_granian(settings)
     else:
