@@ -12,8 +12,9 @@ Fixed thresholds keep blocks under ``MMAP_THRESHOLD`` on the heap and up to
 ``TRIM_THRESHOLD`` of free heap for the next request. On the benchmark machine (chunkd with
 ``--no-fsync --digests none`` under uvicorn, three runs each, docs/benchmarks.md), one 1 GiB
 PATCH went from 54-63 thousand minor faults to 1.1 thousand (676-773 -> 821-854 MB/s) and 32
-concurrent 32 MiB uploads from 83-123 thousand to 7-8 thousand (516-568 -> 616-640 MB/s), for
-2 MiB more peak RSS; thresholds of 4 and 32 MiB were no faster and held 2 MiB more.
+concurrent 32 MiB uploads from 83-123 thousand to 7-8 thousand (516-568 -> 619-654 MB/s), for
+2-4 MiB more peak RSS. Thresholds of 1 and 8 MiB were as fast on those runs, but 32 chunks of
+256 KiB in flight (tests/server/test_memory.py) already overflow an 8 MiB trim threshold.
 
 Only glibc has ``mallopt``; elsewhere (musl, macOS) this does nothing.
 """
@@ -23,8 +24,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-MMAP_THRESHOLD = 1024 * 1024
-TRIM_THRESHOLD = 8 * 1024 * 1024
+MMAP_THRESHOLD = 4 * 1024 * 1024
+TRIM_THRESHOLD = 32 * 1024 * 1024
 _M_TRIM_THRESHOLD = -1  # from glibc's <malloc.h>
 _M_MMAP_THRESHOLD = -3
 
