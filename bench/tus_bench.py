@@ -34,6 +34,8 @@ from report import DD_DSYNC, DD_SYNC, Results, Run, checks, checks_table, server
 from sections import write_section
 from servers import PEERS, SPECS
 
+from chunkd.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 
 METHOD = """\
@@ -199,6 +201,8 @@ def main() -> int:
     names = [name for name, _ in cases]
     found = checks(results, [w.key for w in wls], ["A-small", "A", "A-big"])
     command = "python bench/tus_bench.py " + shlex.join(sys.argv[1:])
+    engine = Settings.model_fields["asgi_server"].default
+    shipped = [c for c in found if c.target.split(" ≥ ")[0].split(" peak")[0].endswith(engine)]
     doc = [
         "# Benchmarks",
         "",
@@ -220,7 +224,9 @@ def main() -> int:
         "",
         *checks_table(found),
         "",
-        f"**{sum(c.holds for c in found)} of {len(found)} targets hold.**",
+        f"**{sum(c.holds for c in found)} of {len(found)} targets hold**; for chunkd as it"
+        f" ships (`{engine}`, the default ASGI server): {sum(c.holds for c in shipped)} of"
+        f" {len(shipped)}.",
         "",
         "## uvicorn or granian for chunkd",
         "",

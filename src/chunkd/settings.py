@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     direct_io: bool = True
     digests: CommaList = ["sha256"]
     # CHUNKD_SERVER is the client's server URL; the server's own HTTP engine is asgi_server
-    asgi_server: Literal["uvicorn", "granian"] = "granian"
+    asgi_server: Literal["uvicorn", "granian"] = "uvicorn"
     # Memory per upload in flight: the server's socket read buffer (granian) and the batch
     # a writer collects before handing it to a disk thread (two per upload at most): up to
     # write_batch each, but all writers together share write_budget.

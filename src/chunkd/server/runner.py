@@ -87,7 +87,7 @@ def run_granian(settings: Settings) -> None:
 def _keep_body_protocol() -> type:
     """uvicorn's httptools protocol, except that body bytes which arrived before the client
     disconnected are still handed to the app: uvicorn reports the disconnect and drops them,
-    which would lose bytes tus promises to keep. (granian, the default, hands them over.)
+    which would lose bytes tus promises to keep. (granian hands them over.)
     tests/e2e/test_durability.py runs against both servers and catches a uvicorn change."""
     from typing import Any
 
