@@ -53,7 +53,9 @@ def serve(
     digests: Annotated[
         str | None, typer.Option(help="Whole-file digests to compute, or 'none'.")
     ] = None,
-    server: Annotated[str | None, typer.Option(help="ASGI server: uvicorn (default) or granian.")] = None,
+    server: Annotated[
+        str | None, typer.Option(help="ASGI server: uvicorn (default) or granian.")
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
     log_format: Annotated[str | None, typer.Option(help="json or text.")] = None,
     jwt_public_key: Annotated[

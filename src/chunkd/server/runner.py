@@ -22,6 +22,7 @@ def run_uvicorn(settings: Settings) -> None:
     import uvicorn
 
     from chunkd.server.app import create_app
+    from chunkd.server.uvicorn_body import Protocol
 
     app = create_app(settings)
 
@@ -35,7 +36,7 @@ def run_uvicorn(settings: Settings) -> None:
         app,
         host=settings.host,
         port=settings.port,
-        http=_keep_body_protocol(),
+        http=Protocol,
         loop="uvloop",
         proxy_headers=False,  # chunkd reads forwarding headers itself, only when told to
         server_header=False,
@@ -82,28 +83,3 @@ def run_granian(settings: Settings) -> None:
         await server.serve()
 
     uvloop.run(serve())
-
-
-def _keep_body_protocol() -> type:
-    """uvicorn's httptools protocol, except that body bytes which arrived before the client
-    disconnected are still handed to the app: uvicorn reports the disconnect and drops them,
-    which would lose bytes tus promises to keep. (granian hands them over.)
-    tests/e2e/test_durability.py runs against both servers and catches a uvicorn change."""
-    from typing import Any
-
-    from uvicorn.protocols.http import httptools_impl as impl
-
-    class KeepBodyCycle(impl.RequestResponseCycle):
-        async def receive(self) -> Any:
-            if self.disconnected and self.body and not self.response_complete:
-                body, self.body = bytes(self.body), bytearray()
-                return {"type": "http.request", "body": body, "more_body": True}
-            return await super().receive()
-
-    class Protocol(impl.HttpToolsProtocol):
-        def on_headers_complete(self) -> None:
-            super().on_headers_complete()
-            if type(self.cycle) is impl.RequestResponseCycle:
-                self.cycle.__class__ = KeepBodyCycle
-
-    return Protocol
