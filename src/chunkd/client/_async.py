@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -152,14 +153,16 @@ class _Runner:
         return Response(answer.status_code, response_headers(answer.headers), answer.content)
 
     async def chunks(self, span: FileSpan, streamed: list[int]) -> AsyncIterator[bytes]:
-        """The span read a MiB at a time (off the event loop) as httpx sends it."""
+        """The span read off the event loop, a few pieces per trip to a thread, and handed to
+        httpx a piece at a time."""
         chunks = self.reader.chunks(span)
-        while chunk := await asyncio.to_thread(next, chunks, b""):
-            if self.cancel.is_set():
-                raise Cancelled("the upload was cancelled")
-            yield chunk
-            streamed[0] += len(chunk)
-            self.job.tracker.streamed(len(chunk))
+        while batch := await asyncio.to_thread(_take, chunks, _PIECES_PER_READ):
+            for chunk in batch:
+                if self.cancel.is_set():
+                    raise Cancelled("the upload was cancelled")
+                yield chunk
+                streamed[0] += len(chunk)
+                self.job.tracker.streamed(len(chunk))
 
     async def parallel(self, effect: Parallel) -> list[Any]:
         slots = asyncio.Semaphore(effect.limit)
@@ -176,3 +179,10 @@ class _Runner:
                 await slots.acquire()  # at most ``limit`` parts read and in flight
                 group.create_task(one(flow))
         return results
+
+
+_PIECES_PER_READ = 4  # a MiB per trip to a thread
+
+
+def _take(chunks: Iterator[bytes], count: int) -> list[bytes]:
+    return list(itertools.islice(chunks, count))

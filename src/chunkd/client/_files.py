@@ -3,8 +3,8 @@
 A fingerprint (size, mtime and a hash of the first and last MiB) says cheaply whether the file
 is still the one an earlier run started uploading. A :class:`FileReader` reads the file from
 disk once, in order: that one pass computes the whole-file sha256 (declared when completing)
-and each span's crc32c (sent in the span's header); sending a span then reads it again, a
-MiB at a time, from the page cache the pass just filled.
+and each span's crc32c (sent in the span's header); sending a span then reads it again,
+256 KiB at a time, from the page cache the pass just filled.
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ from chunkd.client._errors import Cancelled, FileChanged
 
 MiB = 1024 * 1024
 _READ = 4 * MiB  # the sequential pass
-_CHUNK = MiB  # sending
+#: Sending reads the span in pieces this big. Each is a new ``bytes``: at 1 MiB glibc served
+#: every one with a fresh ``mmap`` in the part threads (strace: an mmap/munmap pair per piece),
+#: faulting 256 zeroed pages in each time, 274 thousand faults per GiB; 256 KiB pieces are
+#: reused from the heap (11 thousand), 12 % less client CPU.
+_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,7 @@ class FileReader:
                 self._changed.notify_all()
 
     def chunks(self, span: FileSpan) -> Iterator[bytes]:
-        """The span's bytes, a MiB at a time."""
+        """The span's bytes, ``_CHUNK`` at a time."""
         position, stop = span.offset, span.offset + span.length
         while position < stop:
             chunk = os.pread(self._fd, min(_CHUNK, stop - position), position)

@@ -155,7 +155,7 @@ class _Runner:
         return Response(answer.status_code, response_headers(answer.headers), answer.content)
 
     def chunks(self, span: FileSpan, streamed: list[int]) -> Iterator[bytes]:
-        """The span read a MiB at a time as httpx sends it: no part is ever held whole."""
+        """The span read a piece at a time as httpx sends it: no part is ever held whole."""
         for chunk in self.reader.chunks(span):
             if self.stopped():
                 raise Cancelled("the upload was cancelled")
