@@ -349,3 +349,39 @@ async def _stepping(service: UploadService, monkeypatch: pytest.MonkeyPatch) -> 
     done = await service.sessions.complete(session.id)
     data = b"".join(bytes([index]) * 100_000 for index in range(5))
     assert done.digests["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+async def test_one_frontier_advance_at_a_time_even_as_the_lock_changes_hands(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An advance that arrives while the lock passes from one advance to the next must wait
+    too: two at once would read back and hash the same parts twice."""
+    from chunkd.catalog.memory import MemoryCatalog
+    from chunkd.uploads.service import ServiceConfig
+
+    service = UploadService(MemoryCatalog(), MemoryStorage(), ServiceConfig(), clock=clock)
+    sessions = service.sessions
+    running = [0, 0]  # now, most at once
+
+    async def step(upload_id: str) -> tuple[None, bool]:
+        running[0] += 1
+        running[1] = max(running)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        running[0] -= 1
+        return None, False
+
+    monkeypatch.setattr(sessions, "_advance", step)
+    first = asyncio.create_task(sessions.advance("u"))
+    second = asyncio.create_task(sessions.advance("u"))  # waits for the first
+    await asyncio.wait({first})
+    third = asyncio.create_task(sessions.advance("u"))  # the second holds the lock now
+    await asyncio.gather(second, third)
+    assert running[1] == 1
+    assert sessions._frontiers == {}  # nothing left behind
+    # one advance running and one waiting: a part stored now needs no third
+    waiting = [asyncio.create_task(sessions.advance("u")) for _ in range(2)]
+    await asyncio.sleep(0)
+    sessions._spawn_advance("u")
+    assert not sessions._tasks
+    await asyncio.gather(*waiting)

@@ -61,6 +61,16 @@ _RENEW_EVERY = 10.0
 _FRONTIER_STEP = 64 * 1024 * 1024
 
 
+class _Frontier:
+    """One upload's frontier: its lock, and the advances holding or awaiting it."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 def _part_hasher(algorithm: str) -> Hasher:
     return blake3.blake3() if algorithm == "blake3" else hashlib.new(algorithm)
 
@@ -68,7 +78,7 @@ def _part_hasher(algorithm: str) -> Hasher:
 class Sessions:
     def __init__(self, service: UploadService) -> None:
         self._service = service
-        self._frontiers: dict[str, asyncio.Lock] = {}
+        self._frontiers: dict[str, _Frontier] = {}
         # live progress of session uploads: bytes of stored parts, and of parts in flight
         self._stored: dict[str, int] = {}
         self._inflight: dict[str, dict[int, int]] = {}
@@ -228,21 +238,31 @@ class Sessions:
     # -- the frontier ----------------------------------------------------------------------
 
     def _spawn_advance(self, upload_id: str) -> None:
+        frontier = self._frontiers.get(upload_id)
+        if frontier is not None and frontier.users >= 2:
+            return  # one advance runs and one waits: the waiter will see this part too
         task = asyncio.get_running_loop().create_task(self.advance(upload_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def advance(self, upload_id: str) -> Upload | None:
         """Move ``offset`` (and the running digests) over newly contiguous parts."""
-        lock = self._frontiers.setdefault(upload_id, asyncio.Lock())
+        frontier = self._frontiers.get(upload_id)
+        if frontier is None:
+            frontier = self._frontiers[upload_id] = _Frontier()
+        # The entry lives while anyone holds or awaits its lock: dropped any earlier (when the
+        # holder lets go, before the waiter wakes), a newcomer would make a second lock and
+        # two advances would hash the same parts at once, one of them for nothing.
+        frontier.users += 1
         try:
-            async with lock:
+            async with frontier.lock:
                 while True:  # a step at a time, each committed: progress shows as it is made
                     upload, more = await self._advance(upload_id)
                     if not more:
                         return upload
         finally:
-            if not lock.locked() and self._frontiers.get(upload_id) is lock:
+            frontier.users -= 1
+            if frontier.users == 0:
                 del self._frontiers[upload_id]
 
     async def _advance(self, upload_id: str) -> tuple[Upload | None, bool]:
