@@ -30,6 +30,32 @@ async def test_handles_cannot_leave_the_files_dir(tmp_path: Path, path: str) -> 
             await storage.delete({"path": path})
 
 
+async def test_a_handle_is_resolved_once_while_in_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resolved: list[Path] = []
+    resolve = Path.resolve
+
+    def counting(self: Path, strict: bool = False) -> Path:
+        resolved.append(self)
+        return resolve(self, strict)
+
+    async with LocalStorage(tmp_path) as storage:
+        handle = await storage.create("ef" * 16, 8)
+        monkeypatch.setattr(Path, "resolve", counting)
+        for _ in range(3):
+            async with storage.open_writer(handle, 0) as writer:
+                await writer.write(b"12345678")
+                await writer.flush(durable=False)
+        assert len(resolved) == 0  # resolved (and checked) when it was created
+        for _ in range(2):  # a handle out of bounds is refused every time, never kept
+            with pytest.raises(ValueError):
+                storage.open_writer({"path": "files/../../outside"}, 0)
+        assert len(resolved) == 2
+        await storage.delete(handle)
+        assert storage._resolved == {}
+
+
 async def test_ids_must_be_plain(tmp_path: Path) -> None:
     async with LocalStorage(tmp_path) as storage:
         for upload_id in ("../x", "a/b", ".."):

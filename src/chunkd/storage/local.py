@@ -52,6 +52,7 @@ _start_writeback = _load_sync_file_range()
 _READ_CHUNK = 256 * 1024
 _FEED_CHUNK = 2 * 1024 * 1024  # hashing stored bytes: large reads, overlapped with hashing
 _COPY_CHUNK = 1 << 30
+_RESOLVED_KEPT = 4096  # resolved handle paths kept (a few hundred KiB)
 
 
 class _LocalWriter(ByteWriter):
@@ -173,6 +174,7 @@ class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):
         self._batch_size = batch_size
         self._threads = threads
         self._executor: ThreadPoolExecutor | None = None
+        self._resolved: dict[str, Path] = {}  # handle path -> checked file path
 
     async def open(self) -> None:
         self._files.mkdir(parents=True, exist_ok=True)
@@ -189,9 +191,21 @@ class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):
         return asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     def _path(self, handle: Handle) -> Path:
-        path = (self.root / handle["path"]).resolve()
-        if not path.is_relative_to(self._files):
-            raise ValueError("storage handle points outside the data directory")
+        """The file behind ``handle``, resolved and checked to be inside the data directory.
+
+        Resolving costs a system call per path component, on the event loop, for every
+        request that touches the file (a REST part: its writer, its read-back): results are
+        kept for the handles in use. A symlink planted under the data directory after a
+        handle was first resolved is not seen, which needs write access to it anyway."""
+        key = handle["path"]
+        path = self._resolved.get(key)
+        if path is None:
+            path = (self.root / key).resolve()
+            if not path.is_relative_to(self._files):
+                raise ValueError("storage handle points outside the data directory")
+            if len(self._resolved) >= _RESOLVED_KEPT:
+                self._resolved.pop(next(iter(self._resolved)))  # the oldest
+            self._resolved[key] = path
         return path
 
     async def ping(self) -> None:
@@ -247,7 +261,9 @@ class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):
             os.close(fd)
 
     async def delete(self, handle: Handle) -> int:
-        return int(await self.run(self._delete, self._path(handle)))
+        size = int(await self.run(self._delete, self._path(handle)))
+        self._resolved.pop(handle["path"], None)
+        return size
 
     @staticmethod
     def _delete(path: Path) -> int:
