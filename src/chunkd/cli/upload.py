@@ -58,7 +58,6 @@ def upload(
     """Upload files; an interrupted upload resumes when the same command runs again."""  # fmt: skip
     target = resolve(server, token)
     metadata = parse_meta(meta)
-    _fixed_mmap_threshold()
     console = Console(stderr=True)
     cancel = threading.Event()
     state = ResumeState()
@@ -102,18 +101,6 @@ def upload(
         state.close()
     if failed:
         raise typer.Exit(1)
-
-
-def _fixed_mmap_threshold() -> None:
-    """Keep glibc from raising its mmap threshold after the first freed part buffer: otherwise
-    10 MiB parts come from per-thread heaps that never shrink (300+ MiB RSS for 1 GiB)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1024 * 1024)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
 
 
 def _follow(
