@@ -214,7 +214,8 @@ def write_section(out: Path, section: str, title: str) -> None:
         text = text.rstrip("\n") + "\n\n" + section
     else:
         end = text.find("\n## ", start + 1)
-        text = text[: start + 1] + section + (text[end + 1 :] if end != -1 else "")
+        rest = "\n" + text[end + 1 :] if end != -1 else ""
+        text = text[: start + 1] + section.rstrip("\n") + "\n" + rest
     out.write_text(text)
 
 
