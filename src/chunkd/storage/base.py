@@ -129,12 +129,13 @@ class SupportsDownload(ABC):
         """
         fed = 0
         async for chunk in self.read(handle, start, stop):
-            await asyncio.to_thread(_show, observers, chunk)
+            await asyncio.to_thread(show, observers, chunk)
             fed += len(chunk)
         return fed
 
 
-def _show(observers: Sequence[Observer], chunk: bytes) -> None:
+def show(observers: Sequence[Observer], chunk: bytes) -> None:
+    """Show ``chunk`` to each observer, in turn."""
     for observe in observers:
         observe(chunk)
 

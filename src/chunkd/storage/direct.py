@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import cast
 
-from chunkd.storage.base import Observer
+from chunkd.storage.base import Observer, show
 
 ALIGN = 4096  # the largest logical block size in common use; a multiple of every smaller one
 _GRANULE = 256 * 1024  # aligned buffers grow and shrink in these steps
@@ -148,7 +148,7 @@ def feed_range(fd: int, start: int, stop: int, observers: Sequence[Observer], ch
                 showing = None
             if last > first:
                 shown = cast(bytes, view[first:last])  # hashers take any buffer; no copy
-                showing = _helpers.submit(_show, observers, shown)
+                showing = _helpers.submit(show, observers, shown)
             position += count
             turn ^= 1
             if count < want:  # end of the file
@@ -159,11 +159,6 @@ def feed_range(fd: int, start: int, stop: int, observers: Sequence[Observer], ch
         with _pool_lock:
             _pool.append(buffer)
     return max(0, min(stop, position) - start)
-
-
-def _show(observers: Sequence[Observer], chunk: bytes) -> None:
-    for observe in observers:
-        observe(chunk)
 
 
 _helpers = ThreadPoolExecutor(4, thread_name_prefix="chunkd-hash")
