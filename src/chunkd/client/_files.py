@@ -80,6 +80,11 @@ class FileReader:
         self._closed = False
         self._thread: threading.Thread | None = None
 
+    @property
+    def fd(self) -> int:
+        """The open file (spans may be sent from it by the kernel, see ``_sendfile``)."""
+        return self._fd
+
     def close(self) -> None:
         """Stop the pass (before the file descriptor is closed)."""
         with self._changed:

@@ -31,6 +31,7 @@ from chunkd.client._flow import UploadResult
 from chunkd.client._job import Options, Protocol, UploadJob, response_headers
 from chunkd.client._progress import ProgressCallback
 from chunkd.client._retry import RetryPolicy
+from chunkd.client._sendfile import FileBody, SendfileTransport
 from chunkd.client._state import ResumeState
 
 
@@ -53,7 +54,11 @@ class Client:
         self.options = Options(
             server.rstrip("/"), token, parallel, part_size, protocol, retry or RetryPolicy(), state
         )
-        self.http = httpx.Client(**self.options.http_settings(timeout), transport=transport)
+        settings = self.options.http_settings(timeout)
+        if transport is None:  # parts go by sendfile where they can (see _sendfile)
+            inner = httpx.HTTPTransport(limits=settings["limits"])
+            transport = SendfileTransport(inner, keep=parallel + 2)
+        self.http = httpx.Client(**settings, transport=transport)
 
     def upload(
         self,
@@ -137,16 +142,19 @@ class _Runner:
 
     def request(self, request: Request) -> Response | TransportFailure:
         headers = dict(request.headers)
-        content: Iterator[bytes] | None = None
+        body: FileBody | None = None
         streamed = [0]
         if request.body is not None:
             headers.update(self.reader.checksum(request.body))
             headers["Content-Length"] = str(request.body.length)
-            content = self.chunks(request.body, streamed)
+            body = self.body(request.body, streamed)
         try:
-            answer = self.http.request(
-                request.method, request.url, headers=headers, json=request.json, content=content
+            built = self.http.build_request(
+                request.method, request.url, headers=headers, json=request.json, content=body
             )
+            if body is not None:
+                built.stream = body  # as it is: the transport may send it with sendfile
+            answer = self.http.send(built)
         except httpx.TransportError as error:
             return TransportFailure(f"{type(error).__name__}: {error}")
         finally:
@@ -154,14 +162,22 @@ class _Runner:
                 self.job.tracker.streamed(-streamed[0])
         return Response(answer.status_code, response_headers(answer.headers), answer.content)
 
-    def chunks(self, span: FileSpan, streamed: list[int]) -> Iterator[bytes]:
-        """The span read a piece at a time as httpx sends it: no part is ever held whole."""
-        for chunk in self.reader.chunks(span):
+    def body(self, span: FileSpan, streamed: list[int]) -> FileBody:
+        """The span as a request body: never held whole, counted as it leaves."""
+
+        def sent(count: int) -> None:
+            streamed[0] += count
+            self.job.tracker.streamed(count)
             if self.stopped():
                 raise Cancelled("the upload was cancelled")
-            yield chunk
-            streamed[0] += len(chunk)
-            self.job.tracker.streamed(len(chunk))
+
+        def chunks() -> Iterator[bytes]:
+            for chunk in self.reader.chunks(span):
+                if self.stopped():
+                    raise Cancelled("the upload was cancelled")
+                yield chunk
+
+        return FileBody(self.reader.fd, span.offset, span.length, chunks, sent)
 
     def parallel(self, effect: Parallel) -> list[Any]:
         flows = iter(effect.flows)
