@@ -48,7 +48,12 @@ def upload(
     server: Annotated[str | None, typer.Option(help="Server URL [CHUNKD_SERVER].")] = None,
     token: Annotated[str | None, typer.Option(help="Bearer token [CHUNKD_TOKEN].")] = None,
     parallel: Annotated[int, typer.Option(min=1, max=64, help="Parts in flight.")] = 4,
-    part_size: Annotated[str | None, typer.Option(help="Part size, e.g. 8MiB.")] = None,
+    part_size: Annotated[
+        str | None,
+        typer.Option(
+            help="Part size, e.g. 8MiB [default: 1-10 MiB by size; ~64 parts above 640 MiB]."
+        ),
+    ] = None,
     meta: Annotated[list[str] | None, typer.Option(help="Metadata key=value (repeat).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON line per file.")] = False,
     tus: Annotated[bool, typer.Option("--tus", help="Use tus instead of REST parts.")] = False,

