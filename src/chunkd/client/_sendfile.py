@@ -69,6 +69,10 @@ class _Connection:
 
     def expired(self) -> bool:
         """Closed (or sent something unasked) while idle in the pool."""
+        if hasattr(select, "poll"):  # select() fails on descriptors past 1023
+            poll = select.poll()
+            poll.register(self.sock, select.POLLIN)
+            return bool(poll.poll(0))
         readable, _, _ = select.select([self.sock], [], [], 0)
         return bool(readable)
 
