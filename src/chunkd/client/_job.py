@@ -58,10 +58,14 @@ class Options:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
+    @property
+    def connections(self) -> int:
+        """Connections kept: one per part in flight and two to spare."""
+        return self.parallel + 2
+
     def http_settings(self, timeout: float) -> dict[str, Any]:
-        """What both drivers give their httpx client: the token, timeouts, a connection per
-        part in flight and two to spare."""
-        spare = self.parallel + 2
+        """What both drivers give their httpx client: the token, timeouts, ``connections``."""
+        spare = self.connections
         return {
             "headers": self.headers(),
             "timeout": httpx.Timeout(timeout, connect=min(timeout, 10.0)),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from types import TracebackType
@@ -57,7 +58,7 @@ class Client:
         settings = self.options.http_settings(timeout)
         if transport is None:  # parts go by sendfile where they can (see _sendfile)
             inner = httpx.HTTPTransport(limits=settings["limits"])
-            transport = SendfileTransport(inner, keep=parallel + 2)
+            transport = SendfileTransport(inner, keep=self.options.connections)
         self.http = httpx.Client(**settings, transport=transport)
 
     def upload(
@@ -163,7 +164,8 @@ class _Runner:
         return Response(answer.status_code, response_headers(answer.headers), answer.content)
 
     def body(self, span: FileSpan, streamed: list[int]) -> FileBody:
-        """The span as a request body: never held whole, counted as it leaves."""
+        """The span as a request body: never held whole, counted as it leaves, stopped
+        between pieces once the upload is cancelled (``run`` checks before it starts)."""
 
         def sent(count: int) -> None:
             streamed[0] += count
@@ -171,12 +173,7 @@ class _Runner:
             if self.stopped():
                 raise Cancelled("the upload was cancelled")
 
-        def chunks() -> Iterator[bytes]:
-            for chunk in self.reader.chunks(span):
-                if self.stopped():
-                    raise Cancelled("the upload was cancelled")
-                yield chunk
-
+        chunks = functools.partial(self.reader.chunks, span)
         return FileBody(self.reader.fd, span.offset, span.length, chunks, sent)
 
     def parallel(self, effect: Parallel) -> list[Any]:
