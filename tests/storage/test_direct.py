@@ -5,12 +5,20 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import threading
 from pathlib import Path
 
 import pytest
 
 from chunkd.storage import local
-from chunkd.storage.direct import ALIGN, DirectStream, aligned_buffer, feed_range, open_direct
+from chunkd.storage.direct import (
+    ALIGN,
+    DirectStream,
+    aligned_buffer,
+    feed_range,
+    open_direct,
+    show_beside,
+)
 from chunkd.storage.local import LocalStorage
 
 
@@ -141,3 +149,30 @@ async def test_a_file_system_without_direct_io_is_written_through_the_page_cache
         seen = hashlib.sha256()
         assert await storage.feed(handle, 0, 10_000, [seen.update]) == 10_000
         assert seen.hexdigest() == hashlib.sha256(b"y" * 10_000).hexdigest()
+
+
+async def test_batches_are_hashed_beside_the_write_in_order(tmp_path: Path) -> None:
+    """Observers see every byte in order; big batches on a helper thread beside the write,
+    small ones (here the last) on the writing thread."""
+    data = random.Random(5).randbytes(2 * 550_000 + 100_999)  # two full batches, a small one
+    seen = hashlib.sha256()
+    threads: set[str] = set()
+
+    def observe(chunk: bytes) -> None:
+        threads.add(threading.current_thread().name)
+        seen.update(chunk)
+
+    async with LocalStorage(tmp_path, batch_size=512 * 1024) as storage:
+        handle = await storage.create("abc123", len(data))
+        async with storage.open_writer(handle, 0, [observe]) as writer:
+            for at in range(0, len(data), 50_000):
+                await writer.write(data[at : at + 50_000])
+            assert await writer.flush(durable=True) == len(data)
+    assert seen.digest() == hashlib.sha256(data).digest()
+    assert {name.split("_")[0] for name in threads} == {"chunkd-hash", "chunkd-io"}
+    assert (tmp_path / "files" / "ab" / "abc123").read_bytes() == data
+
+
+def test_nothing_to_show_starts_no_helper() -> None:
+    assert show_beside([], [b"x"]) is None
+    assert show_beside([len], []) is None

@@ -161,6 +161,22 @@ def feed_range(fd: int, start: int, stop: int, observers: Sequence[Observer], ch
     return max(0, min(stop, position) - start)
 
 
+def show_beside(observers: Sequence[Observer], chunks: Sequence[bytes]) -> Future[None] | None:
+    """Show ``chunks``, in order, to ``observers`` on a helper thread, while the caller writes
+    them: hashing (CPU) and the write (a wait on the device) overlap instead of adding up.
+    The caller waits for the result before its next batch, so the order holds."""
+    if not observers or not chunks:
+        return None
+    return _helpers.submit(show_all, observers, chunks)
+
+
+def show_all(observers: Sequence[Observer], chunks: Sequence[bytes]) -> None:
+    """Show each of ``chunks``, in order, to each observer."""
+    for observe in observers:
+        for chunk in chunks:
+            observe(chunk)
+
+
 _helpers = ThreadPoolExecutor(4, thread_name_prefix="chunkd-hash")
 _pool: list[mmap.mmap] = []
 _pool_lock = threading.Lock()

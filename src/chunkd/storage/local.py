@@ -25,10 +25,21 @@ from chunkd.storage.base import (
     SupportsConcatenation,
     SupportsDownload,
 )
-from chunkd.storage.direct import DirectStream, feed_range, open_direct, pwrite_all
+from chunkd.storage.direct import (
+    DirectStream,
+    feed_range,
+    open_direct,
+    pwrite_all,
+    show_all,
+    show_beside,
+)
 
 _IOV_MAX = 512  # chunks per pwritev; well under Linux's IOV_MAX of 1024
 _MIN_BATCH = 64 * 1024
+# A batch at least this big is hashed on a helper thread while it is written. Smaller ones
+# mean many writers share the budget: their threads already keep both cores busy, and the
+# extra hand-off cost more than it saved (32 uploads at once: -8 %).
+_OVERLAP_MIN = 256 * 1024
 _SYNC_FILE_RANGE_WRITE = 2
 
 
@@ -59,8 +70,10 @@ class _LocalWriter(ByteWriter):
     """Batches incoming chunks and writes each batch (and feeds observers) in a worker thread.
 
     While one batch is being written and hashed, the next one is collected on the event loop:
-    at most two batches per upload are in memory. With direct I/O (see ``storage.direct``)
-    the batches bypass the page cache.
+    at most two batches per upload are in memory. A large batch is hashed on a helper thread
+    while the worker writes it (``direct.show_beside``): with sha256, 8 MiB PATCHes went from
+    406-451 to 530-585 MB/s and one 1 GiB PATCH from 384-566 to 696-761. With direct I/O (see ``storage.direct``) the batches bypass the
+    page cache.
     """
 
     def __init__(
@@ -113,9 +126,18 @@ class _LocalWriter(ByteWriter):
             self._pending = None
 
     def _write_batch(self, batch: list[bytes], offset: int) -> None:
-        for observe in self._observers:
-            for chunk in batch:
-                observe(chunk)
+        if sum(len(chunk) for chunk in batch) < _OVERLAP_MIN:
+            show_all(self._observers, batch)  # many writers: the threads are busy already
+            self._write_out(batch, offset)
+            return
+        showing = show_beside(self._observers, batch)
+        try:
+            self._write_out(batch, offset)
+        finally:
+            if showing is not None:
+                showing.result()
+
+    def _write_out(self, batch: list[bytes], offset: int) -> None:
         if self._stream is not None:
             self._stream.write(batch)
             return
