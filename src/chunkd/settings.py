@@ -64,10 +64,11 @@ class Settings(BaseSettings):
     asgi_server: Literal["uvicorn", "granian"] = "uvicorn"
     # Memory per upload in flight: the server's socket read buffer (granian) and the batch
     # a writer collects before handing it to a disk thread (two per upload at most): up to
-    # write_batch each, but all writers together share write_budget.
+    # write_batch each, but all writers together share write_budget. 8 MiB: 32 uploads at
+    # once ran at 750-830 MB/s (2 MiB: 630-680) with peak RSS 90-91 MiB, under 100.
     read_buffer: ByteSize = Field(ByteSize(128 * 1024), ge=16 * 1024, le=16 * 1024 * 1024)
     write_batch: ByteSize = Field(ByteSize(1024 * 1024), ge=64 * 1024, le=64 * 1024 * 1024)
-    write_budget: ByteSize = Field(ByteSize(2 * 1024 * 1024), ge=1024 * 1024)
+    write_budget: ByteSize = Field(ByteSize(8 * 1024 * 1024), ge=1024 * 1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
 

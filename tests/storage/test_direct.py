@@ -13,8 +13,8 @@ import pytest
 from chunkd.storage import local
 from chunkd.storage.direct import (
     ALIGN,
+    BufferPool,
     DirectStream,
-    aligned_buffer,
     feed_range,
     open_direct,
     show_beside,
@@ -109,15 +109,23 @@ def test_feeding_past_the_end_shows_what_there_is(tmp_path: Path) -> None:
     assert b"".join(seen) == (b"abc" * 2000)[10:]
 
 
-def test_a_threads_buffer_is_aligned_reused_and_resized() -> None:
-    first = aligned_buffer(1000)
-    assert aligned_buffer(2000) is first  # same granule: reused
-    bigger = aligned_buffer(3 << 20)
-    size = len(bigger)
-    assert size >= 3 << 20
-    assert aligned_buffer(1 << 20) is bigger  # a bit smaller: kept
-    assert len(aligned_buffer(1000)) < size  # far smaller: given back (closed)
-    assert bigger.closed
+def test_buffers_are_aligned_shared_and_bounded() -> None:
+    pool = BufferPool(keep=(4 << 20) + (400 << 10))
+    first = pool.take(1000)
+    assert len(first) % ALIGN == 0 and len(first) >= 1000
+    pool.give(first)
+    assert pool.take(2000) is first  # fits: reused, whichever thread asks
+    big = pool.take(2 << 20)
+    pool.give(first)
+    pool.give(big)
+    assert pool.take(1 << 20) is big  # a bit smaller: fits
+    pool.give(big)
+    small = pool.take(1000)
+    assert small is first  # far smaller than big: the small one
+    pool.give(small)
+    pool.give(pool.take(2 << 20 | 1))  # a third buffer: more than keep, the smallest goes
+    assert pool.kept == (4 << 20) + (256 << 10)  # big and the third
+    assert first.closed and not big.closed
 
 
 async def test_the_local_store_writes_and_hashes_directly(tmp_path: Path) -> None:

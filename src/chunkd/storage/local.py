@@ -72,8 +72,8 @@ class _LocalWriter(ByteWriter):
     While one batch is being written and hashed, the next one is collected on the event loop:
     at most two batches per upload are in memory. A large batch is hashed on a helper thread
     while the worker writes it (``direct.show_beside``): with sha256, 8 MiB PATCHes went from
-    406-451 to 530-585 MB/s and one 1 GiB PATCH from 384-566 to 696-761. With direct I/O (see ``storage.direct``) the batches bypass the
-    page cache.
+    406-451 to 530-585 MB/s and one 1 GiB PATCH from 384-566 to 696-761. With direct I/O
+    (see ``storage.direct``) the batches bypass the page cache.
     """
 
     def __init__(
@@ -177,7 +177,7 @@ class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):
         root: Path,
         *,
         batch_size: int = 1024 * 1024,
-        batch_budget: int = 2 * 1024 * 1024,
+        batch_budget: int = 8 * 1024 * 1024,
         threads: int = 16,
         writeback: bool = True,
         direct: bool = True,
