@@ -79,3 +79,10 @@ def test_postgres_catalog_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.postgres_pool_size, settings.postgres_lock_connections) == (20, 100)
     with pytest.raises(SettingsError, match="invalid setting --catalog"):
         load_settings(catalog="mysql")
+
+
+def test_the_write_budget_follows_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().write_budget == 8 << 20  # uvicorn
+    assert load_settings(asgi_server="granian").write_budget == 2 << 20
+    monkeypatch.setenv("CHUNKD_WRITE_BUDGET", "4MiB")
+    assert load_settings(asgi_server="granian").write_budget == 4 << 20  # set: kept

@@ -64,11 +64,13 @@ class Settings(BaseSettings):
     asgi_server: Literal["uvicorn", "granian"] = "uvicorn"
     # Memory per upload in flight: the server's socket read buffer (granian) and the batch
     # a writer collects before handing it to a disk thread (two per upload at most): up to
-    # write_batch each, but all writers together share write_budget. 8 MiB: 32 uploads at
-    # once ran at 750-830 MB/s (2 MiB: 630-680) with peak RSS 90-91 MiB, under 100.
+    # write_batch each, but all writers together share write_budget. Unset, it follows the
+    # engine: under uvicorn 8 MiB (32 uploads at once: 750-830 MB/s against 630-680 at 2 MiB,
+    # peak RSS 90-91 MiB); granian keeps more per connection itself (8 MiB: 109-117 MiB
+    # peak), so 2 MiB there (98 MiB).
     read_buffer: ByteSize = Field(ByteSize(128 * 1024), ge=16 * 1024, le=16 * 1024 * 1024)
     write_batch: ByteSize = Field(ByteSize(1024 * 1024), ge=64 * 1024, le=64 * 1024 * 1024)
-    write_budget: ByteSize = Field(ByteSize(8 * 1024 * 1024), ge=1024 * 1024)
+    write_budget: ByteSize | None = Field(None, ge=1024 * 1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
 
@@ -220,6 +222,13 @@ class Settings(BaseSettings):
         for secret in (self.jwt_secret, self.url_signing_secret):
             if secret is not None and len(secret.get_secret_value()) < 32:
                 raise ValueError("secrets must be at least 32 characters")
+        return self
+
+    @model_validator(mode="after")
+    def _budget_for_the_engine(self) -> Settings:
+        if self.write_budget is None:
+            mib = 8 if self.asgi_server == "uvicorn" else 2
+            self.write_budget = ByteSize(mib * 1024 * 1024)
         return self
 
     @model_validator(mode="after")

@@ -92,6 +92,7 @@ def build_storage(settings: Settings) -> Storage:
         from chunkd.storage.s3 import S3Storage  # needs the s3 extra
 
         return S3Storage.from_settings(settings)
+    assert settings.write_budget is not None  # the settings fill it in for the engine
     return LocalStorage(
         settings.data_dir.resolve(),
         batch_size=int(settings.write_batch),
