@@ -253,3 +253,30 @@ def test_other_requests_go_to_the_transport_underneath(file: tuple[int, bytes]) 
         assert client.post("http://example.test/q", content=b"plain").status_code == 204
     assert seen == [data[10:510], b"plain"]
     assert sent == [500]
+
+
+def test_https_goes_to_a_tls_transport_made_when_first_needed() -> None:
+    seen: list[str] = []
+    made: list[int] = []
+
+    def handler(kind: str) -> httpx.MockTransport:
+        return httpx.MockTransport(
+            lambda r: (seen.append(f"{kind} {r.url}"), httpx.Response(204))[1]
+        )
+
+    def make_tls() -> httpx.BaseTransport:
+        made.append(1)
+        return handler("tls")
+
+    transport = SendfileTransport(handler("plain"), tls=make_tls)
+    with httpx.Client(transport=transport) as client:
+        client.get("http://example.test/a")
+        assert made == []  # no https yet: nothing made, no certificates loaded
+        client.get("https://example.test/b")
+        client.get("https://example.test/c")
+    assert made == [1]
+    assert seen == [
+        "plain http://example.test/a",
+        "tls https://example.test/b",
+        "tls https://example.test/c",
+    ]

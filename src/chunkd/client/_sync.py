@@ -57,8 +57,14 @@ class Client:
         )
         settings = self.options.http_settings(timeout)
         if transport is None:  # parts go by sendfile where they can (see _sendfile)
-            inner = httpx.HTTPTransport(limits=settings["limits"])
-            transport = SendfileTransport(inner, keep=self.options.connections)
+            limits = settings["limits"]
+            # http:// only (https goes to the tls transport): no TLS, no certificates to load
+            plain = httpx.HTTPTransport(limits=limits, verify=False)
+            transport = SendfileTransport(
+                plain,
+                keep=self.options.connections,
+                tls=lambda: httpx.HTTPTransport(limits=limits),
+            )
         self.http = httpx.Client(**settings, transport=transport)
 
     def upload(
