@@ -159,10 +159,13 @@ async def test_a_file_system_without_direct_io_is_written_through_the_page_cache
         assert seen.hexdigest() == hashlib.sha256(b"y" * 10_000).hexdigest()
 
 
-async def test_batches_are_hashed_beside_the_write_in_order(tmp_path: Path) -> None:
-    """Observers see every byte in order; big batches on a helper thread beside the write,
-    small ones (here the last) on the writing thread."""
-    data = random.Random(5).randbytes(2 * 550_000 + 100_999)  # two full batches, a small one
+@pytest.mark.parametrize(("others", "hashing"), [(0, "chunkd-hash"), (2, "chunkd-io")])
+async def test_batches_are_hashed_beside_the_write_while_writers_are_few(
+    tmp_path: Path, others: int, hashing: str
+) -> None:
+    """Observers see every byte in order: on a helper thread beside the write while at most
+    two writers are open, on the writing thread in a crowd."""
+    data = random.Random(5).randbytes(2 * 550_000 + 100_999)
     seen = hashlib.sha256()
     threads: set[str] = set()
 
@@ -171,13 +174,17 @@ async def test_batches_are_hashed_beside_the_write_in_order(tmp_path: Path) -> N
         seen.update(chunk)
 
     async with LocalStorage(tmp_path, batch_size=512 * 1024) as storage:
+        crowd = [await storage.create(f"other{n}", 10) for n in range(others)]
+        writers = [storage.open_writer(handle, 0) for handle in crowd]
         handle = await storage.create("abc123", len(data))
         async with storage.open_writer(handle, 0, [observe]) as writer:
             for at in range(0, len(data), 50_000):
                 await writer.write(data[at : at + 50_000])
             assert await writer.flush(durable=True) == len(data)
+        for other in writers:
+            await other.close()
     assert seen.digest() == hashlib.sha256(data).digest()
-    assert {name.split("_")[0] for name in threads} == {"chunkd-hash", "chunkd-io"}
+    assert {name.split("_")[0] for name in threads} == {hashing}
     assert (tmp_path / "files" / "ab" / "abc123").read_bytes() == data
 
 
