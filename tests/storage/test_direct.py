@@ -128,6 +128,15 @@ def test_buffers_are_aligned_shared_and_bounded() -> None:
     assert first.closed and not big.closed
 
 
+def test_a_buffer_still_viewed_is_dropped_without_an_error() -> None:
+    pool = BufferPool(keep=0)
+    buffer = pool.take(1000)
+    view = memoryview(buffer)[:10]  # as a failed write's traceback may still hold
+    pool.give(buffer)  # over keep: dropped, not closed under the view
+    assert pool.kept == 0 and not buffer.closed
+    view.release()
+
+
 async def test_the_local_store_writes_and_hashes_directly(tmp_path: Path) -> None:
     data = random.Random(3).randbytes(3 * (1 << 20) + 123)
     async with LocalStorage(tmp_path, batch_size=256 * 1024) as storage:

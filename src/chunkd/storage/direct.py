@@ -15,6 +15,7 @@ the page cache (the kernel keeps the two views coherent). File systems without `
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -73,7 +74,10 @@ class BufferPool:
             self._free.append(buffer)
             while sum(len(b) for b in self._free) > self._keep:
                 self._free.remove(least := min(self._free, key=len))
-                least.close()
+                # still viewed (a failed write's traceback holds a slice): unmapped when the
+                # last view goes
+                with contextlib.suppress(BufferError):
+                    least.close()
 
     @property
     def kept(self) -> int:
