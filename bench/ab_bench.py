@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -116,7 +117,7 @@ def main() -> int:
                     seconds = time.perf_counter() - start
                     cpu = group_cpu(proc.pid) - before
                 verify([spec.stored(data, path) for path in paths], source, each)
-                subprocess.run(["rm", "-rf", str(data)], check=True)
+                shutil.rmtree(data)
                 results.setdefault(name, []).append((size / seconds / 1e6, cpu))
                 print(f"rep {rep} {name}: {size / seconds / 1e6:6.0f} MB/s  CPU {cpu:5.2f} s")
     print(

@@ -49,7 +49,7 @@ class BufferPool:
 
     Reused because a buffer touched once is cheap and a fresh one costs a page fault per page.
     Shared rather than one per thread so memory follows the batches in flight, not the
-    largest batch each of the disk threads ever wrote (with 32 uploads at once, 16 threads
+    largest batch each of the disk threads ever wrote (with 32 uploads at once, 15 threads
     kept 1-1.25 MiB each from the first, larger batches: 19 MiB). At most ``keep`` bytes wait
     in the pool; a buffer is only handed out for a size it fits within 4x.
     """
