@@ -7,10 +7,10 @@ cache and 0.06 s with ``O_DIRECT`` (the same disk, 1 MiB writes); bulk uploads a
 evicting what the rest of the machine keeps cached.
 
 ``O_DIRECT`` wants the file offset, the length and the memory address aligned to the device's
-block: bytes are copied into an aligned buffer (one per worker thread), the aligned middle of a
-stream is written directly, a head that starts mid-block and the tail of a request go through
-the page cache (the kernel keeps the two views coherent). File systems without ``O_DIRECT``
-(``EINVAL`` at open) are written through the page cache as before.
+block: bytes are copied into an aligned buffer (from a pool all threads share), the aligned
+middle of a stream is written directly, a head that starts mid-block and the tail of a request
+go through the page cache (the kernel keeps the two views coherent). File systems without
+``O_DIRECT`` (``EINVAL`` at open) are written through the page cache as before.
 """
 
 from __future__ import annotations
@@ -161,8 +161,7 @@ def feed_range(fd: int, start: int, stop: int, observers: Sequence[Observer], ch
     previous one to the observers (hashlib and crc32c release the GIL): two halves of the
     buffer, taken in turn, the observers always in file order.
     """
-    with _pool_lock:  # one buffer per feed at once, not per thread that ever fed
-        buffer = _pool.pop() if _pool and len(_pool[-1]) >= 2 * chunk else mmap.mmap(-1, 2 * chunk)
+    buffer = _buffers.take(2 * chunk)
     halves = (memoryview(buffer)[:chunk], memoryview(buffer)[chunk : 2 * chunk])
     showing: Future[None] | None = None
     position, turn = start - start % ALIGN, 0
@@ -187,8 +186,7 @@ def feed_range(fd: int, start: int, stop: int, observers: Sequence[Observer], ch
     finally:
         if showing is not None:
             showing.result()
-        with _pool_lock:
-            _pool.append(buffer)
+        _buffers.give(buffer)
     return max(0, min(stop, position) - start)
 
 
@@ -202,13 +200,10 @@ def show_beside(observers: Sequence[Observer], chunks: Sequence[bytes]) -> Futur
 
 
 def show_all(observers: Sequence[Observer], chunks: Sequence[bytes]) -> None:
-    """Show each of ``chunks``, in order, to each observer."""
-    for observe in observers:
-        for chunk in chunks:
-            observe(chunk)
+    """Show each of ``chunks``, in order, to the observers."""
+    for chunk in chunks:
+        show(observers, chunk)
 
 
 _helpers = ThreadPoolExecutor(4, thread_name_prefix="chunkd-hash")
 _buffers = BufferPool(keep=8 * 1024 * 1024)
-_pool: list[mmap.mmap] = []
-_pool_lock = threading.Lock()
