@@ -3,8 +3,9 @@
 A fingerprint (size, mtime and a hash of the first and last MiB) says cheaply whether the file
 is still the one an earlier run started uploading. A :class:`FileReader` reads the file from
 disk once, in order: that one pass computes the whole-file sha256 (declared when completing)
-and each span's crc32c (sent in the span's header); sending a span then reads it again,
-256 KiB at a time, from the page cache the pass just filled.
+and each span's crc32c (sent in the span's header); sending a span then takes it from the
+page cache the pass just filled: by ``sendfile`` (``Client``, see ``_sendfile``) or read
+again 256 KiB at a time (``AsyncClient``, TLS).
 """
 
 from __future__ import annotations
