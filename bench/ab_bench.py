@@ -9,7 +9,7 @@ like-for-like ``--no-fsync --digests none`` unless ``--default``) with an empty 
 The workload: ``--uploads`` concurrent tus uploads sharing ``--mib`` MiB, each sent as PATCHes
 of ``--patch-mib`` MiB (0: one PATCH) from a source file read once into the page cache, by
 the benchmarks' own load client. Reported per run: MB/s and the server's CPU seconds (user +
-system of its process group, from /proc); then the medians and their ratio. Every stored file
+system of its process tree); then the medians and their ratio. Every stored file
 is checked against its source range. For changes too small for the full bench's noise: the
 same machine, minutes apart, nothing else differing.
 """
@@ -21,47 +21,17 @@ import asyncio
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import psutil
 from cases import MIB, source_digest, stored_digest
 from loadclient import tus_upload
+from monitor import tree_cpu
 from servers import SPECS, running
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def snapshot(rev: str, work: Path) -> tuple[str, Path]:
-    """``rev``'s src/ extracted under ``work``; returns (short hash, src dir)."""
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", rev], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    where = work / commit[:10]
-    where.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", commit, "src"], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
-    return commit[:10], where / "src"
-
-
-def group_cpu(pgid: int) -> float:
-    """User + system seconds of every process in the group (the server and its children)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:  # field 5 of stat: the process group
-            total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+from tus_bench import archive_src
 
 
 async def workload(port: int, source: Path, size: int, uploads: int, patch: int) -> list[str]:
@@ -97,7 +67,10 @@ def main() -> int:
     results: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="chunkd-ab-") as tmp:
         work = Path(tmp)
-        trees = [snapshot(rev, work) for rev in (args.base, args.other)]
+        trees = []
+        for rev in (args.base, args.other):
+            commit, src = archive_src(rev, work / f"tree-{len(trees)}")
+            trees.append((commit[:10], src))
         source = work / "source.bin"
         with source.open("wb") as out:
             for _ in range(-(-size // (16 * MIB))):
@@ -110,12 +83,13 @@ def main() -> int:
                 os.environ["PYTHONPATH"] = str(src)  # ahead of the editable install
                 data = work / f"data-{name}-{rep}"
                 with running(spec, data) as (port, proc):
-                    before, start = group_cpu(proc.pid), time.perf_counter()
+                    server = psutil.Process(proc.pid)
+                    before, start = tree_cpu(server), time.perf_counter()
                     paths = asyncio.run(
                         workload(port, source, size, args.uploads, args.patch_mib * MIB)
                     )
                     seconds = time.perf_counter() - start
-                    cpu = group_cpu(proc.pid) - before
+                    cpu = tree_cpu(server) - before
                 verify([spec.stored(data, path) for path in paths], source, each)
                 shutil.rmtree(data)
                 results.setdefault(name, []).append((size / seconds / 1e6, cpu))

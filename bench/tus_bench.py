@@ -76,6 +76,18 @@ def make_source(path: Path, size: int) -> None:
             f.write(os.urandom(16 * MIB))
 
 
+def archive_src(rev: str, into: Path) -> tuple[str, Path]:
+    """``rev``'s ``src/`` extracted (``git archive``) into the new directory ``into``; returns
+    the full commit hash and the extracted ``src`` directory."""
+    commit = _out("git", "-C", str(ROOT), "rev-parse", rev)
+    into.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", commit, "src"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return commit, into / "src"
+
+
 def snapshot_chunkd(work: Path, tree: str) -> str:
     """Freeze the chunkd under test: ``head`` runs a ``git archive`` of HEAD's src/ (others may
     be editing the working tree during the run), ``working`` the working tree as it is."""
@@ -83,20 +95,14 @@ def snapshot_chunkd(work: Path, tree: str) -> str:
         return "the working tree, " + _out(
             "git", "-C", str(ROOT), "describe", "--always", "--dirty"
         )
-    commit = _out("git", "-C", str(ROOT), "rev-parse", "HEAD")
-    snap = work / "chunkd-head"
-    snap.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", commit, "src"], capture_output=True, check=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(snap)], input=archive.stdout, check=True)
-    os.environ["PYTHONPATH"] = str(snap / "src")  # ahead of the editable install's .pth
+    commit, src = archive_src("HEAD", work / "chunkd-head")
+    os.environ["PYTHONPATH"] = str(src)  # ahead of the editable install's .pth
     where = subprocess.run(
         [sys.executable, "-c", "import chunkd; print(chunkd.__file__)"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    if not where.startswith(str(snap)):
-        raise RuntimeError(f"chunkd would be imported from {where}, not the snapshot {snap}")
+    if not where.startswith(str(src)):
+        raise RuntimeError(f"chunkd would be imported from {where}, not the snapshot {src}")
     return f"a `git archive` of HEAD {commit[:10]} (uncommitted edits not measured)"
 
 
