@@ -37,6 +37,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from sections import write_section  # noqa: E402
+
 from chunkd.testing.server import ServerProcess  # noqa: E402
 
 MiB = 1 << 20
@@ -206,19 +208,6 @@ def report(
     return "\n".join(lines)
 
 
-def write_section(out: Path, section: str, title: str) -> None:
-    """Replace the ``## <title>`` section if there is one, else append it; leave the rest."""
-    text = out.read_text() if out.exists() else ""
-    start = text.find(f"\n## {title}\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        rest = "\n" + text[end + 1 :] if end != -1 else ""
-        text = text[: start + 1] + section.rstrip("\n") + "\n" + rest
-    out.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", default="1GiB", help="file size, e.g. 1GiB or 256MiB")
@@ -270,7 +259,8 @@ def main() -> None:
     section = report(results, size, args.reps, title)
     print(section)
     if args.out:
-        write_section(args.out, section, title)
+        name = "client-bench-pinned" if args.pin else "client-bench"
+        write_section(args.out, name, section, "bench/client_bench.py")
 
 
 if __name__ == "__main__":
