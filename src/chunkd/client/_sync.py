@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -195,7 +195,9 @@ class _Runner:
                             break
                     if not running:
                         return results
-                    done, running = wait(running, return_when=FIRST_EXCEPTION)
+                    # the next part starts as soon as any one ends: waiting for a whole
+                    # round would leave connections idle while its slowest part finishes
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
                         results.append(future.result())
             except BaseException:
