@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/catalog_bench.py [--uploads 2000] [--concurrency 16] [--out FILE]
 
+``--out`` rewrites the ``catalog-bench`` section of that Markdown file (bench/sections.py).
+
 Each catalog gets the operations an upload makes, in the shape the service makes them:
 ``insert`` (create), ``compare_and_set`` of the offset (one per acknowledged PATCH or part),
 ``add_part``, ``get`` (HEAD / status) and ``usage`` (the quota check at create), each run as
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import sys
 import tempfile
@@ -29,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import asyncpg  # noqa: E402
+from sections import write_section  # noqa: E402
 
 from chunkd.catalog.base import Catalog  # noqa: E402
 from chunkd.catalog.postgres import PostgresCatalog  # noqa: E402
@@ -87,7 +91,7 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--sqlite-normal", action="store_true")
-    parser.add_argument("--out", type=Path, help="append the table to this Markdown file")
+    parser.add_argument("--out", type=Path, help="write the table to this Markdown file")
     args = parser.parse_args()
     results = asyncio.run(run(args))
     kinds = list(next(iter(results.values())))
@@ -103,8 +107,20 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.out:
-        with args.out.open("a") as out:
-            out.write("\n" + table + "\n")
+        flags = " --sqlite-normal" if args.sqlite_normal else ""
+        section = [
+            "## Catalog operations: SQLite and PostgreSQL",
+            "",
+            f"`.venv/bin/python bench/catalog_bench.py --uploads {args.uploads} --concurrency "
+            f"{args.concurrency}{flags} --out {args.out}` ({time.strftime('%Y-%m-%d')}, "
+            f"{os.cpu_count()} cores), same run, the operations an upload makes. SQLite as "
+            "labelled (`synchronous=FULL` syncs its WAL on every commit, as served); the private "
+            "PostgreSQL runs with fsync off, so its figures are round trips and server work on "
+            "this machine, not the disk.",
+            "",
+            table,
+        ]
+        write_section(args.out, "catalog-bench", "\n".join(section), "bench/catalog_bench.py")
 
 
 if __name__ == "__main__":
