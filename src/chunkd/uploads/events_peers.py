@@ -1,0 +1,84 @@
+"""Events across the worker processes of one server (``chunkd serve --workers N``).
+
+Each worker hands the events it produces to its own subscribers and sends them to the other
+workers (:mod:`chunkd.uploads.peers`), which hand them to theirs: a client watching through one
+worker sees an upload whose bytes go to another. Workers also tell each other how many
+subscribers they have, so progress is only measured and sent while someone, somewhere, watches.
+Delivery is best effort, as for a slow subscriber: a message a full socket refuses is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from chunkd.uploads.events import Event, EventBus, Subscription
+from chunkd.uploads.peers import Peers
+
+
+class PeerEventBus(EventBus):
+    def __init__(self, peers: Peers, queue_size: int = 64) -> None:
+        super().__init__(queue_size)
+        self._peers = peers
+        self._remote: dict[int, int] = {}  # worker -> its subscribers
+
+    @property
+    def subscribers(self) -> int:
+        others = set(self._peers.others())
+        return len(self._subscriptions) + sum(
+            count for pid, count in self._remote.items() if pid in others
+        )
+
+    async def start(self) -> None:
+        self._peers.on("event", self._on_event)
+        self._peers.on("subscribers", self._on_count)
+        self._peers.on("subscribers?", lambda message: self._announce(int(message["from"])))
+        await self._peers.open()
+        self._peers.broadcast({"kind": "subscribers?"})
+
+    async def stop(self) -> None:
+        if self._subscriptions:
+            self._subscriptions.clear()
+            self._announce()
+        await self._peers.close()
+
+    def publish(self, event: Event) -> None:
+        super().publish(event)  # this worker's subscribers at once
+        if any(count for count in self._remote.values()):
+            data = {**event.to_dict(), "owner": event.owner}
+            self._peers.broadcast({"kind": "event", "event": data})
+
+    @contextmanager
+    def subscribe(
+        self, *, upload_id: str | None = None, owner: str | None = None
+    ) -> Iterator[Subscription]:
+        with super().subscribe(upload_id=upload_id, owner=owner) as subscription:
+            self._announce()
+            try:
+                yield subscription
+            finally:
+                self._subscriptions.discard(subscription)
+                self._announce()
+
+    def _announce(self, to: int | None = None) -> None:
+        count = len(self._subscriptions)
+        message = {"kind": "subscribers", "count": count}
+        if to is None:
+            self._peers.broadcast(message)
+        else:
+            self._peers.send(to, message)
+
+    def _on_count(self, message: dict[str, Any]) -> None:
+        self._remote[int(message["from"])] = int(message["count"])
+
+    def _on_event(self, message: dict[str, Any]) -> None:
+        data = dict(message["event"])
+        event = Event(
+            type=data.pop("type"),
+            upload_id=data.pop("upload_id"),
+            owner=data.pop("owner"),
+            at=data.pop("at"),
+            data=data,
+        )
+        EventBus.publish(self, event)
