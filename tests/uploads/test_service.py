@@ -363,7 +363,7 @@ async def test_one_frontier_advance_at_a_time_even_as_the_lock_changes_hands(
     sessions = service.sessions
     running = [0, 0]  # now, most at once
 
-    async def step(upload_id: str) -> tuple[None, bool]:
+    async def step(upload_id: str, alone: bool) -> tuple[None, bool]:
         running[0] += 1
         running[1] = max(running)
         for _ in range(5):

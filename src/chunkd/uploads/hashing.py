@@ -71,6 +71,10 @@ class DigestCache:
     def forget(self, upload_id: str) -> None:
         self._entries.pop(upload_id, None)
 
+    def holds(self, upload_id: str) -> bool:
+        """Whether a running state of the upload is kept here (at whatever offset)."""
+        return upload_id in self._entries
+
 
 async def hash_stored(
     storage: SupportsDownload, handle: Handle, length: int, algorithms: Iterable[str]

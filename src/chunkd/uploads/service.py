@@ -28,6 +28,7 @@ from chunkd.exceptions import (
     Conflict,
     UploadAborted,
     UploadExpired,
+    UploadLocked,
     UploadNotFound,
 )
 from chunkd.hooks.base import POST_TERMINATE
@@ -42,6 +43,7 @@ from chunkd.uploads.hashing import DigestCache
 from chunkd.uploads.inspection import Inspector
 from chunkd.uploads.locking import Locker, MemoryLocker
 from chunkd.uploads.models import OPEN_STATES, Upload, UploadState
+from chunkd.uploads.peers import Peers
 from chunkd.uploads.receiving import BodyInterrupted, RateFloor
 from chunkd.uploads.sessions import Sessions
 from chunkd.validation.sniff import ContentPolicy
@@ -82,8 +84,10 @@ class UploadService:
         inspector: Inspector | None = None,
         events: EventBus | None = None,
         hooks: Hooks | None = None,
+        peers: Peers | None = None,
     ) -> None:
         self.catalog = catalog
+        self.peers = peers  # the other workers of this server (``--workers``), if any
         self.storage = storage
         self.config = config or ServiceConfig()
         self.locker = locker or MemoryLocker()
@@ -176,7 +180,10 @@ class UploadService:
         finished = 0
         for upload in await self.catalog.list_by_state(states, limit=10_000):
             if upload.state is UploadState.VERIFYING or upload.is_finished:
-                async with self.locker.hold(upload.id, wait=self.config.lock_wait):
-                    await self.finisher.finish(upload)
+                try:  # held elsewhere: another worker or instance is finishing it right now
+                    async with self.locker.hold(upload.id, wait=0.5):
+                        await self.finisher.finish(upload)
+                except UploadLocked:
+                    continue
                 finished += 1
         return finished

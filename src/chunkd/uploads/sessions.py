@@ -42,6 +42,7 @@ from chunkd.protocol.parts import (
     part_span,
 )
 from chunkd.storage.base import SupportsDownload
+from chunkd.uploads.frontier_relay import FrontierRelay
 from chunkd.uploads.hashing import hash_stored
 from chunkd.uploads.models import Part, Upload, UploadState
 from chunkd.uploads.receiving import receive
@@ -59,6 +60,8 @@ _RENEW_EVERY = 10.0
 #: The frontier commits its offset (and digest state) at least this often, in bytes: when it
 #: lags behind parts arriving in order, its progress still shows and survives.
 _FRONTIER_STEP = 64 * 1024 * 1024
+#: Completing waits for another worker's frontier while it moves at least this often (seconds).
+_FRONTIER_STALLED = 2.0
 
 
 class _Frontier:
@@ -83,6 +86,11 @@ class Sessions:
         self._stored: dict[str, int] = {}
         self._inflight: dict[str, dict[int, int]] = {}
         self._tasks: set[asyncio.Task[Upload | None]] = set()
+        self._relay = (  # several workers: only the one holding the running digests advances
+            FrontierRelay(service.peers, service.digests, self._spawn_advance)
+            if service.peers is not None
+            else None
+        )
 
     async def create(
         self,
@@ -198,6 +206,8 @@ class Sessions:
                     {"updated_at": now, "expires_at": now + service.config.expiry, **sniffed},
                 )
         self._spawn_advance(upload_id)
+        if self._relay is not None and not self._relay.holds(upload_id):
+            self._relay.nudge(upload_id)  # the running digests may be in another worker
         return part, True
 
     async def _progress_of(self, upload: Upload, index: int) -> Callable[[int], None] | None:
@@ -245,8 +255,12 @@ class Sessions:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def advance(self, upload_id: str) -> Upload | None:
-        """Move ``offset`` (and the running digests) over newly contiguous parts."""
+    async def advance(self, upload_id: str, *, alone: bool = False) -> Upload | None:
+        """Move ``offset`` (and the running digests) over newly contiguous parts.
+
+        With other workers, one without the running digests leaves the frontier to the one
+        holding them, unless ``alone`` (completing, when no worker answered for them).
+        """
         frontier = self._frontiers.get(upload_id)
         if frontier is None:
             frontier = self._frontiers[upload_id] = _Frontier()
@@ -257,7 +271,7 @@ class Sessions:
         try:
             async with frontier.lock:
                 while True:  # a step at a time, each committed: progress shows as it is made
-                    upload, more = await self._advance(upload_id)
+                    upload, more = await self._advance(upload_id, alone)
                     if not more:
                         return upload
         finally:
@@ -265,7 +279,7 @@ class Sessions:
             if frontier.users == 0:
                 del self._frontiers[upload_id]
 
-    async def _advance(self, upload_id: str) -> tuple[Upload | None, bool]:
+    async def _advance(self, upload_id: str, alone: bool) -> tuple[Upload | None, bool]:
         """One step of the frontier (at most ``_FRONTIER_STEP`` bytes), committed; and
         whether more contiguous parts may be waiting."""
         service = self._service
@@ -275,6 +289,8 @@ class Sessions:
         assert upload.length is not None and upload.part_size is not None
         algorithms = service.digests.for_upload(upload.expected_digests)
         hashers = service.digests.start(upload_id, upload.offset, algorithms)
+        if hashers is None and algorithms and self._relay is not None and not alone:
+            return upload, False  # another worker holds the running digests (or nobody)
         storage = service.storage
         if not storage.readable_before_finish:
             hashers = None  # parts cannot be read back yet: hashed once the file is sealed
@@ -295,12 +311,16 @@ class Sessions:
             # loop between parts (2-8 ms each under load), and the frontier fell behind
             updates = [hasher.update for hasher in hashers.values()]
             await storage.feed(upload.storage, upload.offset, offset, updates)
+        changes: dict[str, object] = {"offset": offset}
+        if self._relay is not None and hashers is not None and offset == upload.length:
+            # the worker that completes may not be this one: it finds the digests here
+            changes["digests"] = {name: hasher.digest().hex() for name, hasher in hashers.items()}
         advanced = await service.catalog.compare_and_set(
-            upload_id,
-            {"offset": upload.offset, "state": UploadState.RECEIVING},
-            {"offset": offset},
+            upload_id, {"offset": upload.offset, "state": UploadState.RECEIVING}, changes
         )
-        if advanced is not None:
+        if advanced is not None and "digests" in changes:
+            service.digests.forget(upload_id)  # recorded: whichever worker completes uses them
+        elif advanced is not None:
             service.digests.commit(upload_id, offset, hashers)
         return advanced, more and advanced is not None
 
@@ -331,7 +351,15 @@ class Sessions:
                         f"{sum(last - first + 1 for first, last in missing)} parts are missing",
                         details={"missing_parts": missing},
                     )
-                upload = await self.advance(upload_id) or upload
+                relay, length = self._relay, upload.length or 0
+                if (
+                    relay is not None
+                    and upload.offset < length
+                    and not relay.holds(upload_id)
+                    and await relay.ask(upload_id)
+                ):
+                    await self._frontier_reaches_the_end(upload_id)
+                upload = await self.advance(upload_id, alone=True) or upload
                 upload = await service.finisher.finish(upload)
                 self.forget(upload_id)
             elif upload.state is UploadState.VERIFYING:
@@ -345,6 +373,19 @@ class Sessions:
                     }
                 raise error
             return upload
+
+    async def _frontier_reaches_the_end(self, upload_id: str) -> None:
+        """Wait while another worker's frontier hashes to the end; give up if it stalls."""
+        catalog, loop = self._service.catalog, asyncio.get_running_loop()
+        offset, moved = -1, loop.time()
+        while (upload := await catalog.get(upload_id)) is not None:
+            if upload.length is None or upload.offset >= upload.length:
+                return
+            if upload.offset != offset:
+                offset, moved = upload.offset, loop.time()
+            elif loop.time() - moved > _FRONTIER_STALLED:
+                return  # that worker died or lost the state: hash here, from storage
+            await asyncio.sleep(0.02)
 
     async def _declare(self, upload: Upload, declared: dict[str, str]) -> Upload:
         """Record digests declared at complete; refuse ones that contradict what is known."""
