@@ -88,3 +88,29 @@ async def test_events_reach_subscribers_of_other_workers_only_while_someone_list
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_progress_told_by_two_workers_never_goes_back(tmp_path: Path) -> None:
+    a, b = (
+        PeerEventBus(Peers(tmp_path, ident=4_000_031)),
+        PeerEventBus(Peers(tmp_path, ident=4_000_032)),
+    )
+    await a.start()
+    await b.start()
+    try:
+        with b.subscribe(upload_id="u1") as subscription:
+            await _settle()
+            a.publish(Event("progress", "u1", None, {"bytes_received": 500}))
+            await _settle()
+            b.publish(Event("progress", "u1", None, {"bytes_received": 300}))  # b saw less
+            b.publish(Event("progress", "u1", None, {"bytes_received": 700}))
+            a.publish(Event("completed", "u1", None, {}))
+            seen = []
+            while (event := await subscription.get(within=1)) is not None:
+                seen.append((event.type, event.data.get("bytes_received")))
+                if event.type == "completed":
+                    break
+        assert seen == [("progress", 500), ("progress", 700), ("completed", None)]
+    finally:
+        await a.stop()
+        await b.stop()

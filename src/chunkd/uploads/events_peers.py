@@ -5,6 +5,8 @@ workers (:mod:`chunkd.uploads.peers`), which hand them to theirs: a client watch
 worker sees an upload whose bytes go to another. Workers also tell each other how many
 subscribers they have, so progress is only measured and sent while someone, somewhere, watches.
 Delivery is best effort, as for a slow subscriber: a message a full socket refuses is dropped.
+Parts of one upload may be received by several workers, each measuring the progress it sees:
+a progress event below one already delivered for the upload is not delivered.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from chunkd.uploads.events import Event, EventBus, Subscription
+from chunkd.uploads.events import FINAL, PROGRESS, Event, EventBus, Subscription
 from chunkd.uploads.peers import Peers
+
+_KEPT = 10_000  # uploads whose highest progress is remembered
 
 
 class PeerEventBus(EventBus):
@@ -22,6 +26,7 @@ class PeerEventBus(EventBus):
         super().__init__(queue_size)
         self._peers = peers
         self._remote: dict[int, int] = {}  # worker -> its subscribers
+        self._highest: dict[str, int] = {}  # upload -> most bytes a progress event reported
 
     @property
     def subscribers(self) -> int:
@@ -44,7 +49,7 @@ class PeerEventBus(EventBus):
         await self._peers.close()
 
     def publish(self, event: Event) -> None:
-        super().publish(event)  # this worker's subscribers at once
+        self._deliver(event)  # this worker's subscribers at once
         if any(count for count in self._remote.values()):
             data = {**event.to_dict(), "owner": event.owner}
             self._peers.broadcast({"kind": "event", "event": data})
@@ -81,4 +86,16 @@ class PeerEventBus(EventBus):
             at=data.pop("at"),
             data=data,
         )
+        self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
+        if event.type == PROGRESS:
+            received = int(event.data.get("bytes_received") or 0)
+            if received < self._highest.get(event.upload_id, 0):
+                return  # another worker already told more
+            self._highest[event.upload_id] = received
+            if len(self._highest) > _KEPT:  # uploads whose end this worker never heard of
+                del self._highest[next(iter(self._highest))]
+        elif event.type in FINAL:
+            self._highest.pop(event.upload_id, None)
         EventBus.publish(self, event)

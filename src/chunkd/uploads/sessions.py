@@ -84,6 +84,7 @@ class Sessions:
         self._frontiers: dict[str, _Frontier] = {}
         # live progress of session uploads: bytes of stored parts, and of parts in flight
         self._stored: dict[str, int] = {}
+        self._counted: dict[str, float] = {}  # when ``_stored`` was last read from the catalog
         self._inflight: dict[str, dict[int, int]] = {}
         self._tasks: set[asyncio.Task[Upload | None]] = set()
         self._relay = (  # several workers: only the one holding the running digests advances
@@ -215,9 +216,13 @@ class Sessions:
         meter = self._service.progress
         if not self._service.events.subscribers:
             return None
-        if upload.id not in self._stored:
+        # with other workers storing parts too, what is stored is counted again now and then
+        now = asyncio.get_running_loop().time()
+        shared = self._relay is not None and now - self._counted.get(upload.id, 0.0) >= 1.0
+        if upload.id not in self._stored or shared:
             parts = await self._service.catalog.list_parts(upload.id)
             self._stored[upload.id] = sum(part.size for part in parts)
+            self._counted[upload.id] = now
         inflight = self._inflight.setdefault(upload.id, {})
 
         def on_bytes(count: int) -> None:
@@ -229,6 +234,7 @@ class Sessions:
 
     def forget(self, upload_id: str) -> None:
         self._stored.pop(upload_id, None)
+        self._counted.pop(upload_id, None)
         self._inflight.pop(upload_id, None)
 
     async def _same_again(self, existing: Part, body: AsyncIterator[bytes], size: int) -> bool:
