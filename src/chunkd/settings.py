@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     digests: CommaList = ["sha256"]
     # CHUNKD_SERVER is the client's server URL; the server's own HTTP engine is asgi_server
     asgi_server: Literal["uvicorn", "granian"] = "uvicorn"
+    # Worker processes sharing the listening socket (uvicorn): one event loop receives at
+    # about one core's worth; workers of one data directory lock uploads and relay events
+    # between themselves (uploads/peers.py), or through PostgreSQL and Redis when set.
+    workers: int = Field(1, ge=1, le=64)
     # Memory per upload in flight: the server's socket read buffer (granian) and the batch
     # a writer collects before handing it to a disk thread (two per upload at most): up to
     # write_batch each, but all writers together share write_budget. Unset, it follows the
@@ -232,6 +236,12 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _workers_under_uvicorn(self) -> Settings:
+        if self.workers > 1 and self.asgi_server != "uvicorn":
+            raise ValueError("workers above 1 need asgi_server uvicorn")
+        return self
+
+    @model_validator(mode="after")
     def _postgres_needs_a_dsn(self) -> Settings:
         if self.catalog == "postgres" and self.postgres_dsn is None:
             raise ValueError("catalog postgres needs postgres_dsn (CHUNKD_POSTGRES_DSN)")
@@ -250,6 +260,11 @@ class Settings(BaseSettings):
     @property
     def loopback_only(self) -> bool:
         return self.host in ("localhost", "::1") or self.host.startswith("127.")
+
+    @property
+    def run_dir(self) -> Path:
+        """Where the workers of one data directory find each other (``--workers``)."""
+        return self.data_dir.resolve() / "run"
 
     @property
     def files_path(self) -> str:

@@ -96,10 +96,13 @@ class RawPatch:
     """A PATCH over a plain socket: the headers announce ``length`` body bytes, and the test
     decides how many are really sent, when, and whether the connection is then closed."""
 
-    def __init__(self, location: str, offset: int, length: int) -> None:
+    def __init__(
+        self, location: str, offset: int, length: int, sock: socket.socket | None = None
+    ) -> None:
+        """``sock``: an open connection to send it on (a new one if ``None``)."""
         url = urlsplit(location)
         assert url.hostname is not None and url.port is not None
-        self.sock = socket.create_connection((url.hostname, url.port), timeout=10)
+        self.sock = sock or socket.create_connection((url.hostname, url.port), timeout=10)
         head = (
             f"PATCH {url.path} HTTP/1.1\r\n"
             f"Host: {url.netloc}\r\n"

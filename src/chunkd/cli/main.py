@@ -56,6 +56,9 @@ def serve(
     server: Annotated[
         str | None, typer.Option(help="ASGI server: uvicorn (default) or granian.")
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Processes sharing the port (uvicorn) [1].")
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
     log_format: Annotated[str | None, typer.Option(help="json or text.")] = None,
     jwt_public_key: Annotated[
@@ -81,7 +84,8 @@ def serve(
     settings = _settings(
         host=host, port=port, data_dir=data_dir, max_size=max_size, expiry=expiry,
         cors_origins=cors_origins, base_path=base_path, behind_proxy=behind_proxy, fsync=fsync,
-        digests=digests, asgi_server=server, log_level=log_level, log_format=log_format,
+        digests=digests, asgi_server=server, workers=workers, log_level=log_level,
+        log_format=log_format,
         jwt_public_key=jwt_public_key, jwks_file=jwks_file, jwt_issuer=jwt_issuer,
         jwt_audience=jwt_audience, jwt_tenant_claim=jwt_tenant_claim, insecure=insecure,
     )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -35,9 +36,12 @@ from chunkd.settings import Settings, load_settings
 from chunkd.storage.base import Storage
 from chunkd.storage.local import LocalStorage
 from chunkd.uploads.events import EventBus
+from chunkd.uploads.events_peers import PeerEventBus
 from chunkd.uploads.expiry import run_sweeper
 from chunkd.uploads.inspection import Inspector
 from chunkd.uploads.locking import Locker, MemoryLocker
+from chunkd.uploads.locking_files import FileLocker
+from chunkd.uploads.peers import Peers
 from chunkd.uploads.service import ServiceConfig, UploadService
 from chunkd.validation.clamav import ClamdScanner
 from chunkd.validation.sniff import ContentPolicy, allowed_types
@@ -103,8 +107,17 @@ def build_storage(settings: Settings) -> Storage:
     )
 
 
-def build_events(settings: Settings) -> EventBus:
+def build_peers(settings: Settings) -> Peers | None:
+    """How workers of one data directory reach each other (``None``: one worker)."""
+    if settings.workers == 1:
+        return None
+    return Peers(settings.run_dir / "peers")
+
+
+def build_events(settings: Settings, peers: Peers | None = None) -> EventBus:
     if settings.redis_url is None:
+        if peers is not None:
+            return PeerEventBus(peers)
         return EventBus()
     from chunkd.uploads.events_redis import RedisEventBus  # needs the redis extra
 
@@ -124,8 +137,9 @@ def build_catalog(settings: Settings) -> Catalog:
     return SqliteCatalog(settings.data_dir.resolve() / "catalog.sqlite3", durable=settings.fsync)
 
 
-def build_locker(settings: Settings) -> Locker:
-    """Several instances sharing PostgreSQL lock uploads there; one instance, in memory."""
+def build_locker(settings: Settings, peers: Peers | None = None) -> Locker:
+    """Several instances sharing PostgreSQL lock uploads there; the workers of one instance,
+    in a lock file; one worker, in memory."""
     if settings.catalog == "postgres":
         from chunkd.uploads.locking_postgres import PostgresLocker
 
@@ -134,18 +148,22 @@ def build_locker(settings: Settings) -> Locker:
             settings.postgres_dsn.get_secret_value(),
             max_connections=settings.postgres_lock_connections,
         )
+    if peers is not None:
+        return FileLocker(settings.run_dir / "locks", peers)
     return MemoryLocker()
 
 
 def build_service(settings: Settings) -> UploadService:
+    peers = build_peers(settings)
     return UploadService(
         build_catalog(settings),
         build_storage(settings),
         service_config(settings),
         inspector=build_inspector(settings),
         hooks=build_hooks(settings),
-        events=build_events(settings),
-        locker=build_locker(settings),
+        events=build_events(settings, peers),
+        locker=build_locker(settings, peers),
+        peers=peers,
     )
 
 
@@ -174,6 +192,8 @@ def create_app(settings: Settings, service: UploadService | None = None) -> Fast
                 asyncio.create_task(run_sweeper(service, settings.sweep_interval)),
                 asyncio.create_task(dispatcher.run()),
             ]
+            if metrics.shared is not None:  # an idle worker's figures reach the scrapes too
+                tasks.append(asyncio.create_task(metrics.shared.keep_copying()))
             try:
                 yield
             finally:
@@ -236,7 +256,8 @@ def create_app(settings: Settings, service: UploadService | None = None) -> Fast
             await service.storage.ping()
         except Exception as error:
             return JSONResponse({"status": "unavailable", "reason": str(error)}, 503)
-        return JSONResponse({"status": "ready"})
+        # which process answered: with --workers, each keep-alive connection stays with one
+        return JSONResponse({"status": "ready", "pid": os.getpid()})
 
     return app
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from chunkd.server import logs
 from chunkd.server.memory import keep_freed_memory
 from chunkd.settings import Settings
@@ -17,6 +19,16 @@ def run(settings: Settings) -> None:
 
 
 def run_uvicorn(settings: Settings) -> None:
+    if settings.workers == 1:
+        serve_uvicorn(settings)
+        return
+    from chunkd.server.workers import supervise
+
+    supervise(settings, lambda sock: serve_uvicorn(settings, sock))
+
+
+def serve_uvicorn(settings: Settings, sock: socket.socket | None = None) -> None:
+    """One uvicorn server: on its own socket, or (a worker) on ``sock``."""
     from typing import Any
 
     import uvicorn
@@ -45,7 +57,7 @@ def run_uvicorn(settings: Settings) -> None:
         access_log=False,  # chunkd.server.logs.AccessLog writes one line per request
         timeout_graceful_shutdown=30,
     )
-    Server(config).run()
+    Server(config).run(sockets=None if sock is None else [sock])
 
 
 def run_granian(settings: Settings) -> None:

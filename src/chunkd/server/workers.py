@@ -1,0 +1,147 @@
+"""``chunkd serve --workers N``: N processes accepting on one listening socket.
+
+One event loop receives request bodies at about one core's worth (the kernel's copy out of the
+socket runs on it), so a machine with more cores serves more concurrent uploads with more
+processes. This supervisor binds the socket, brings the catalog's schema up to date once, and
+forks the workers; each builds its own app and serves on the inherited socket. A request for an
+upload may reach any worker: they lock uploads and relay events between themselves
+(:mod:`chunkd.uploads.locking_files`, :mod:`chunkd.uploads.events_peers`).
+
+A worker that dies (``kill -9``, a crash) is replaced; its requests' clients resume from what
+was acknowledged, as after any crash. SIGTERM or SIGINT to the supervisor is passed on once to
+every worker, which stops as one server does (bodies save what arrived), and the supervisor
+waits for them. Workers run in their own process group, so a terminal's Ctrl-C reaches only
+the supervisor, and they are sent SIGTERM should the supervisor itself die.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from types import FrameType
+
+from chunkd.settings import Settings
+
+log = logging.getLogger("chunkd.server")
+
+_PR_SET_PDEATHSIG = 1
+_RESTART_PAUSE = 1.0  # a worker that dies this soon after starting is not restarted faster
+
+
+def listen(settings: Settings) -> socket.socket:
+    """The listening socket every worker accepts on."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.create_server((settings.host, settings.port), family=family, backlog=2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def prepare(settings: Settings) -> None:
+    """Migrate the catalog once, before any worker opens it."""
+    from chunkd.server.app import build_catalog
+
+    async def migrate() -> None:
+        async with build_catalog(settings):
+            pass
+
+    asyncio.run(migrate())
+
+
+def supervise(settings: Settings, serve: Callable[[socket.socket], None]) -> None:
+    """Run ``serve(sock)`` in ``settings.workers`` processes until told to stop."""
+    metrics = settings.run_dir / "metrics"  # before prometheus-client is first imported
+    shutil.rmtree(metrics, ignore_errors=True)  # a previous run's counts
+    metrics.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+    sock = listen(settings)
+    prepare(settings)
+    from prometheus_client.multiprocess import mark_process_dead
+
+    peers = settings.run_dir / "peers"
+    children: dict[int, float] = {}  # pid -> when it started
+    stopping = False
+
+    def spawn() -> None:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the worker; its coverage is its own process's
+            _work(sock, serve)
+        children[pid] = time.monotonic()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        for pid in children:
+            _signal(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("serving on %s:%d with %d workers", settings.host, settings.port, settings.workers)
+    for _ in range(settings.workers):
+        spawn()
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        started = children.pop(pid, None)
+        if started is None:
+            continue
+        with contextlib.suppress(FileNotFoundError):  # a killed worker could not remove it
+            (peers / str(pid)).unlink()
+        # its live gauges go; what its counters counted still counts
+        mark_process_dead(pid, str(metrics))  # type: ignore[no-untyped-call]
+        if stopping:
+            continue
+        log.warning("worker %d ended (%s); starting another", pid, _describe(status))
+        if time.monotonic() - started < _RESTART_PAUSE:
+            time.sleep(_RESTART_PAUSE)
+        if not stopping:
+            spawn()
+    sock.close()
+
+
+def _work(sock: socket.socket, serve: Callable[[socket.socket], None]) -> None:
+    """In the forked worker: serve, then leave without running the supervisor's clean-up."""
+    code = 0
+    try:
+        os.setpgid(0, 0)
+        _die_with_parent()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        serve(sock)
+    except BaseException:
+        log.exception("worker failed")
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.util.find_library("c")
+    if libc is not None:
+        ctypes.CDLL(libc, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
