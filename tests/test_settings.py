@@ -38,6 +38,9 @@ def test_flags_beat_environment_beat_defaults(monkeypatch: pytest.MonkeyPatch) -
         ({"digests": "sha256,whirlpool"}, {}, "invalid setting --digests: unknown digest"),
         ({"asgi_server": "gunicorn"}, {}, "invalid setting --server"),
         ({}, {"CHUNKD_ASGI_SERVER": "gunicorn"}, "invalid setting CHUNKD_ASGI_SERVER"),
+        ({"workers": 0}, {}, "invalid setting --workers"),
+        ({}, {"CHUNKD_WORKERS": "many"}, "invalid setting CHUNKD_WORKERS"),
+        ({"workers": 2, "asgi_server": "granian"}, {}, "invalid setting"),
     ],
 )
 def test_bad_settings_say_which_and_why(
