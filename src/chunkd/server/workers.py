@@ -47,14 +47,27 @@ def listen(settings: Settings) -> socket.socket:
 
 
 def prepare(settings: Settings) -> None:
-    """Migrate the catalog once, before any worker opens it."""
-    from chunkd.server.app import build_catalog
+    """Migrate the catalog once, before any worker opens it: in a child process, so the
+    supervisor, which only waits, never loads the app (tens of MiB it would keep)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's coverage is its own process's
+        code = 1
+        try:
+            from chunkd.server.app import build_catalog
 
-    async def migrate() -> None:
-        async with build_catalog(settings):
-            pass
+            async def migrate() -> None:
+                async with build_catalog(settings):
+                    pass
 
-    asyncio.run(migrate())
+            asyncio.run(migrate())
+            code = 0
+        except BaseException:
+            log.exception("could not open the catalog")
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit("chunkd: the catalog could not be opened (see the log above)")
 
 
 def supervise(settings: Settings, serve: Callable[[socket.socket], None]) -> None:
