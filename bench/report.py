@@ -7,8 +7,17 @@ from dataclasses import dataclass
 
 MIB = 1024 * 1024
 
-DEFAULT = ("chunkd default / uvicorn", "chunkd default / granian")
-LFL = ("chunkd no-fsync,no-digest / uvicorn", "chunkd no-fsync,no-digest / granian")
+WORKERS = ", 2 workers"  # chunkd serve --workers 2 (uvicorn)
+DEFAULT = (
+    "chunkd default / uvicorn",
+    "chunkd default / granian",
+    f"chunkd default / uvicorn{WORKERS}",
+)
+LFL = (
+    "chunkd no-fsync,no-digest / uvicorn",
+    "chunkd no-fsync,no-digest / granian",
+    f"chunkd no-fsync,no-digest / uvicorn{WORKERS}",
+)
 NODE = "@tus/server + file-store"
 TUSPY = ("tuspyserver / uvicorn", "tuspyserver / granian")
 DD_SYNC = "dd conv=fdatasync"
@@ -110,7 +119,7 @@ def checks(results: Results, workloads: list[str], flat_keys: list[str]) -> list
                 rss is not None and rss < 100 * MIB,
             )
         )
-    for case in DEFAULT:
+    for case in DEFAULT[:2]:  # the growing files run on one worker only
         peaks = [(k, peak_rss(results, case, k)) for k in flat_keys]
         known = [p for _, p in peaks if p is not None]
         spread = (max(known) - min(known)) / MIB if known else None
@@ -130,7 +139,7 @@ def server_comparison(results: Results, workloads: list[str]) -> list[str]:
         "| chunkd mode | workload | uvicorn MB/s | granian MB/s | faster |",
         "|---|---|---:|---:|---|",
     ]
-    for mode, (uv, gr) in (("default", DEFAULT), ("no-fsync, no digests", LFL)):
+    for mode, (uv, gr, _) in (("default", DEFAULT), ("no-fsync, no digests", LFL)):
         for wl in workloads:
             a, b = mbps(results, uv, wl), mbps(results, gr, wl)
             if a is None or b is None:
@@ -145,4 +154,22 @@ def server_comparison(results: Results, workloads: list[str]) -> list[str]:
 def checks_table(found: list[Check]) -> list[str]:
     lines = ["| target | measured | holds |", "|---|---|---|"]
     lines += [f"| {c.target} | {c.detail} | {'yes' if c.holds else '**NO**'} |" for c in found]
+    return lines
+
+
+def workers_comparison(results: Results, workloads: list[str]) -> list[str]:
+    lines = [
+        "| chunkd mode | workload | 1 worker MB/s | 2 workers MB/s | ratio | peak RSS MiB, 1 / 2 |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for mode, (one, _, two) in (("default", DEFAULT), ("no-fsync, no digests", LFL)):
+        for wl in workloads:
+            a, b = mbps(results, one, wl), mbps(results, two, wl)
+            ra, rb = peak_rss(results, one, wl), peak_rss(results, two, wl)
+            if a is None or b is None or ra is None or rb is None:
+                continue
+            lines.append(
+                f"| {mode} | {wl} | {a:.0f} | {b:.0f} | {b / a:.2f}x "
+                f"| {ra / MIB:.0f} / {rb / MIB:.0f} |"
+            )
     return lines

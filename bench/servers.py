@@ -36,6 +36,7 @@ class Spec:
     stored: Callable[[Path, str], Path]
     kind: str = "tus"
     env: Callable[[Path], dict[str, str]] | None = None
+    workers: int = 1  # chunkd --workers: timing starts once every worker is serving
 
 
 def _chunkd(server: str, *extra: str) -> Callable[[int, Path], list[str]]:
@@ -173,6 +174,20 @@ SPECS: list[Spec] = [
         _chunkd("granian", "--no-fsync", "--digests", "none"),
         _chunkd_file,
     ),
+    Spec(
+        "chunkd default / uvicorn, 2 workers",
+        "chunkd-default",
+        _chunkd("uvicorn", "--workers", "2"),
+        _chunkd_file,
+        workers=2,
+    ),
+    Spec(
+        "chunkd no-fsync,no-digest / uvicorn, 2 workers",
+        "chunkd-lfl",
+        _chunkd("uvicorn", "--workers", "2", "--no-fsync", "--digests", "none"),
+        _chunkd_file,
+        workers=2,
+    ),
     Spec("@tus/server + file-store", "tus-node", _tus_node, _flat_file),
     Spec("tuspyserver / uvicorn", "tuspy", _tuspy_uvicorn, _flat_file, env=_tuspy_env),
     Spec("tuspyserver / granian", "tuspy", _tuspy_granian, _flat_file, env=_tuspy_env),
@@ -190,6 +205,20 @@ def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path, timeout
                 return
         time.sleep(0.05)
     raise RuntimeError(f"server did not listen on {port} within {timeout}s: {log.read_text()}")
+
+
+def _wait_workers(peers: Path, count: int, timeout: float) -> None:
+    """The supervisor listens before its workers serve: wait until each has registered
+    (``data/run/peers``, written as a worker starts its app) and a moment more."""
+    if count <= 1:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if peers.is_dir() and len(list(peers.iterdir())) >= count:
+            time.sleep(0.5)
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{count} workers did not start within {timeout}s")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -227,6 +256,7 @@ def running(spec: Spec, data: Path) -> Iterator[tuple[int, subprocess.Popen[byte
         )
     try:
         _wait_listening(proc, port, log, 30.0)
+        _wait_workers(data / "run" / "peers", spec.workers, 30.0)
         yield port, proc
     finally:
         stop(proc)

@@ -30,7 +30,18 @@ from pathlib import Path
 
 import psutil
 from cases import MIB, Workload, run_dd, run_server
-from report import DD_DSYNC, DD_SYNC, Results, Run, checks, checks_table, server_comparison, table
+from report import (
+    DD_DSYNC,
+    DD_SYNC,
+    WORKERS,
+    Results,
+    Run,
+    checks,
+    checks_table,
+    server_comparison,
+    table,
+    workers_comparison,
+)
 from sections import write_section
 from servers import PEERS, SPECS
 
@@ -209,6 +220,7 @@ def main() -> int:
     command = "python bench/tus_bench.py " + shlex.join(sys.argv[1:])
     engine = Settings.model_fields["asgi_server"].default
     shipped = [c for c in found if c.target.split(" ≥ ")[0].split(" peak")[0].endswith(engine)]
+    two = [c for c in found if WORKERS in c.target]
     doc = [
         "# Benchmarks",
         "",
@@ -232,11 +244,18 @@ def main() -> int:
         "",
         f"**{sum(c.holds for c in found)} of {len(found)} targets hold**; for chunkd as it"
         f" ships (`{engine}`, the default ASGI server): {sum(c.holds for c in shipped)} of"
-        f" {len(shipped)}.",
+        f" {len(shipped)}; with `--workers 2`: {sum(c.holds for c in two)} of {len(two)}.",
         "",
         "## uvicorn or granian for chunkd",
         "",
         *server_comparison(results, [w.key for w in wls]),
+        "",
+        "## One worker or two (`chunkd serve --workers 2`)",
+        "",
+        "Peak RSS sums the supervisor and both workers (pages they share after the fork are",
+        "counted in each).",
+        "",
+        *workers_comparison(results, [w.key for w in wls]),
         "",
     ]
     text = "\n".join(doc)
