@@ -1,9 +1,10 @@
-"""``chunkd serve --workers N``: N processes accepting on one listening socket.
+"""``chunkd serve --workers N``: N processes accepting connections on one port.
 
 One event loop receives request bodies at about one core's worth (the kernel's copy out of the
 socket runs on it), so a machine with more cores serves more concurrent uploads with more
-processes. This supervisor binds the socket, brings the catalog's schema up to date once, and
-forks the workers; each builds its own app and serves on the inherited socket. A request for an
+processes. This supervisor holds the port, brings the catalog's schema up to date once, and
+forks the workers; each builds its own app and listens on its own socket of the port's
+``SO_REUSEPORT`` group, the kernel spreading new connections over them. A request for an
 upload may reach any worker: they lock uploads and relay events between themselves
 (:mod:`chunkd.uploads.locking_files`, :mod:`chunkd.uploads.events_peers`).
 
@@ -38,11 +39,27 @@ _PR_SET_PDEATHSIG = 1
 _RESTART_PAUSE = 1.0  # a worker that dies this soon after starting is not restarted faster
 
 
-def listen(settings: Settings) -> socket.socket:
-    """The listening socket every worker accepts on."""
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.create_server((settings.host, settings.port), family=family, backlog=2048)
-    sock.set_inheritable(True)
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` in the port's ``SO_REUSEPORT`` group (not listening)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A worker's own listening socket. Each worker listens on its own socket of the port's
+    ``SO_REUSEPORT`` group and the kernel spreads new connections over them; with one socket
+    shared, the first worker to wake accepted every connection waiting (libuv accepts until
+    none is left), and 32 uploads arriving together went to one worker."""
+    sock = bind(host, port)
+    sock.listen(2048)
     return sock
 
 
@@ -76,7 +93,9 @@ def supervise(settings: Settings, serve: Callable[[socket.socket], None]) -> Non
     shutil.rmtree(metrics, ignore_errors=True)  # a previous run's counts
     metrics.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
-    sock = listen(settings)
+    # holds the port from start to stop (and picks one for port 0); never accepts
+    reserved = bind(settings.host, settings.port)
+    host, port = settings.host, reserved.getsockname()[1]
     prepare(settings)
     from prometheus_client.multiprocess import mark_process_dead
 
@@ -87,7 +106,8 @@ def supervise(settings: Settings, serve: Callable[[socket.socket], None]) -> Non
     def spawn() -> None:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the worker; its coverage is its own process's
-            _work(sock, serve)
+            reserved.close()
+            _work(host, port, serve)
         children[pid] = time.monotonic()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -100,7 +120,7 @@ def supervise(settings: Settings, serve: Callable[[socket.socket], None]) -> Non
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("serving on %s:%d with %d workers", settings.host, settings.port, settings.workers)
+    log.info("serving on %s:%d with %d workers", host, port, settings.workers)
     for _ in range(settings.workers):
         spawn()
     while children:
@@ -122,10 +142,10 @@ def supervise(settings: Settings, serve: Callable[[socket.socket], None]) -> Non
             time.sleep(_RESTART_PAUSE)
         if not stopping:
             spawn()
-    sock.close()
+    reserved.close()
 
 
-def _work(sock: socket.socket, serve: Callable[[socket.socket], None]) -> None:
+def _work(host: str, port: int, serve: Callable[[socket.socket], None]) -> None:
     """In the forked worker: serve, then leave without running the supervisor's clean-up."""
     code = 0
     try:
@@ -133,7 +153,7 @@ def _work(sock: socket.socket, serve: Callable[[socket.socket], None]) -> None:
         _die_with_parent()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        serve(sock)
+        serve(listen(host, port))
     except BaseException:
         log.exception("worker failed")
         code = 1
