@@ -30,6 +30,10 @@ class PeerEventBus(EventBus):
 
     @property
     def subscribers(self) -> int:
+        """Asked for every body chunk received (is progress worth measuring?): cheap when
+        no other worker has subscribers, as ``_remote`` only keeps those that do."""
+        if not self._remote:
+            return len(self._subscriptions)
         others = set(self._peers.others())
         return len(self._subscriptions) + sum(
             count for pid, count in self._remote.items() if pid in others
@@ -50,7 +54,7 @@ class PeerEventBus(EventBus):
 
     def publish(self, event: Event) -> None:
         self._deliver(event)  # this worker's subscribers at once
-        if any(count for count in self._remote.values()):
+        if self._remote:  # some other worker has subscribers
             data = {**event.to_dict(), "owner": event.owner}
             self._peers.broadcast({"kind": "event", "event": data})
 
@@ -75,7 +79,11 @@ class PeerEventBus(EventBus):
             self._peers.send(to, message)
 
     def _on_count(self, message: dict[str, Any]) -> None:
-        self._remote[int(message["from"])] = int(message["count"])
+        worker, count = int(message["from"]), int(message["count"])
+        if count:
+            self._remote[worker] = count
+        else:
+            self._remote.pop(worker, None)
 
     def _on_event(self, message: dict[str, Any]) -> None:
         data = dict(message["event"])
