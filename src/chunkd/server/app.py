@@ -50,6 +50,19 @@ log = logging.getLogger("chunkd.server")
 
 
 @contextlib.asynccontextmanager
+async def peers_open(peers: Peers | None) -> AsyncIterator[None]:
+    """With workers, their sockets are open whatever locks and relays events (the frontier
+    relay needs them even when PostgreSQL and Redis do the rest)."""
+    if peers is not None:
+        await peers.open()
+    try:
+        yield
+    finally:
+        if peers is not None:
+            await peers.close()
+
+
+@contextlib.asynccontextmanager
 async def events_running(events: EventBus) -> AsyncIterator[None]:
     """Start and stop a cross-instance bus (the in-process bus needs neither)."""
     start, stop = getattr(events, "start", None), getattr(events, "stop", None)
@@ -172,7 +185,13 @@ def create_app(settings: Settings, service: UploadService | None = None) -> Fast
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with service.catalog, service.storage, service.locker, events_running(service.events):
+        async with (
+            service.catalog,
+            service.storage,
+            peers_open(service.peers),
+            service.locker,
+            events_running(service.events),
+        ):
             if auth.anonymous:
                 log.warning(
                     "NO AUTHENTICATION: every client is anonymous and may touch every upload; "

@@ -295,11 +295,11 @@ class Sessions:
         assert upload.length is not None and upload.part_size is not None
         algorithms = service.digests.for_upload(upload.expected_digests)
         hashers = service.digests.start(upload_id, upload.offset, algorithms)
-        if hashers is None and algorithms and self._relay is not None and not alone:
-            return upload, False  # another worker holds the running digests (or nobody)
         storage = service.storage
         if not storage.readable_before_finish:
             hashers = None  # parts cannot be read back yet: hashed once the file is sealed
+        elif hashers is None and algorithms and self._relay is not None and not alone:
+            return upload, False  # another worker holds the running digests (or nobody)
         offset = upload.offset
         more = False
         while offset < upload.length:
