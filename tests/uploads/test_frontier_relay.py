@@ -92,3 +92,45 @@ async def test_with_the_worker_holding_the_digests_gone_completing_reads_back_on
     assert done.state is UploadState.COMPLETE
     assert done.digests == {"sha256": SHA256}
     await a.peers.open()  # for the fixture's clean-up
+
+
+async def test_tus_patches_on_both_workers_the_holder_catches_up_and_records(
+    workers: list[UploadService], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client opening a new connection per PATCH (tuspy) alternates workers."""
+    a, b = workers
+
+    async def no_read_back(*args: object) -> dict[str, str]:
+        raise AssertionError("finishing read the whole upload back")
+
+    monkeypatch.setattr(finishing, "hash_stored", no_read_back)
+    upload = await a.create(length=4 * PART)
+    await a.append(upload.id, 0, body(DATA[0]))
+    assert a.digests.holds(upload.id)
+    await b.append(upload.id, PART, body(DATA[1]))  # unhashed on b; a catches up
+    for _ in range(200):
+        running = a.digests.peek(upload.id)
+        if running is not None and running.offset == 2 * PART:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the holder did not catch up")
+    await a.append(upload.id, 2 * PART, body(DATA[2]))  # hashed as it arrives again
+    done = await b.append(upload.id, 3 * PART, body(DATA[3]))
+    assert done.state is UploadState.COMPLETE
+    assert done.digests == {"sha256": SHA256}
+    assert not a.digests.holds(upload.id) and not b.digests.holds(upload.id)
+
+
+async def test_tus_with_the_holder_gone_the_last_worker_reads_back_once(
+    workers: list[UploadService],
+) -> None:
+    a, b = workers
+    upload = await a.create(length=2 * PART)
+    await a.append(upload.id, 0, body(DATA[0]))
+    assert a.peers is not None
+    await a.peers.close()
+    done = await b.append(upload.id, PART, body(DATA[1]))
+    assert done.state is UploadState.COMPLETE
+    assert done.digests == {"sha256": hashlib.sha256(DATA[0] + DATA[1]).hexdigest()}
+    await a.peers.open()

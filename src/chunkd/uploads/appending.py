@@ -109,10 +109,18 @@ class Appending:
                 expires_at=now + self._service.config.expiry,
                 **({"sniffed_type": screen.sniffed} if screen.sniffed else {}),
             )
-            self._service.digests.commit(upload.id, new_offset, hashers)
+            sessions = self._service.sessions
+            behind = hashers is None and sessions.relay is not None and not upload.partial
+            if behind:  # another worker may hold the running digests: it catches up
+                sessions.digests_behind(upload.id)
+            else:
+                self._service.digests.commit(upload.id, new_offset, hashers)
             if not upload.partial:
                 self._service.hooks.tell(POST_RECEIVE, payload_of(upload), upload.id, every=1.0)
             if upload.is_finished:
+                if behind:
+                    await sessions.digests_from_elsewhere(upload)
+                    upload = await self._service.catalog.get(upload.id) or upload
                 upload = await self._service.finisher.finish(upload)
                 if upload.state is UploadState.FAILED and upload.error:
                     raise error_from_record(upload.error)

@@ -71,6 +71,10 @@ class DigestCache:
     def forget(self, upload_id: str) -> None:
         self._entries.pop(upload_id, None)
 
+    def peek(self, upload_id: str) -> Running | None:
+        """The running state kept for the upload, as it is (not a copy: do not feed it)."""
+        return self._entries.get(upload_id)
+
     def holds(self, upload_id: str) -> bool:
         """Whether a running state of the upload is kept here (at whatever offset)."""
         return upload_id in self._entries

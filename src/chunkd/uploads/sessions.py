@@ -42,6 +42,7 @@ from chunkd.protocol.parts import (
     part_span,
 )
 from chunkd.storage.base import SupportsDownload
+from chunkd.uploads.catching_up import catch_up, recorded, wait_recorded
 from chunkd.uploads.frontier_relay import FrontierRelay
 from chunkd.uploads.hashing import hash_stored
 from chunkd.uploads.models import Part, Upload, UploadState
@@ -60,8 +61,6 @@ _RENEW_EVERY = 10.0
 #: The frontier commits its offset (and digest state) at least this often, in bytes: when it
 #: lags behind parts arriving in order, its progress still shows and survives.
 _FRONTIER_STEP = 64 * 1024 * 1024
-#: Completing waits for another worker's frontier while it moves at least this often (seconds).
-_FRONTIER_STALLED = 2.0
 
 
 class _Frontier:
@@ -292,7 +291,9 @@ class Sessions:
         upload = await service.catalog.get(upload_id)
         if upload is None or upload.state is not UploadState.RECEIVING:
             return upload, False
-        assert upload.length is not None and upload.part_size is not None
+        if upload.part_size is None:  # tus, with workers: the digests catch up with the offset
+            return await catch_up(service, upload), False
+        assert upload.length is not None
         algorithms = service.digests.for_upload(upload.expected_digests)
         hashers = service.digests.start(upload_id, upload.offset, algorithms)
         storage = service.storage
@@ -357,14 +358,7 @@ class Sessions:
                         f"{sum(last - first + 1 for first, last in missing)} parts are missing",
                         details={"missing_parts": missing},
                     )
-                relay, length = self._relay, upload.length or 0
-                if (
-                    relay is not None
-                    and upload.offset < length
-                    and not relay.holds(upload_id)
-                    and await relay.ask(upload_id)
-                ):
-                    await self._frontier_reaches_the_end(upload_id)
+                await self.digests_from_elsewhere(upload)
                 upload = await self.advance(upload_id, alone=True) or upload
                 upload = await service.finisher.finish(upload)
                 self.forget(upload_id)
@@ -380,18 +374,29 @@ class Sessions:
                 raise error
             return upload
 
-    async def _frontier_reaches_the_end(self, upload_id: str) -> None:
-        """Wait while another worker's frontier hashes to the end; give up if it stalls."""
-        catalog, loop = self._service.catalog, asyncio.get_running_loop()
-        offset, moved = -1, loop.time()
-        while (upload := await catalog.get(upload_id)) is not None:
-            if upload.length is None or upload.offset >= upload.length:
-                return
-            if upload.offset != offset:
-                offset, moved = upload.offset, loop.time()
-            elif loop.time() - moved > _FRONTIER_STALLED:
-                return  # that worker died or lost the state: hash here, from storage
-            await asyncio.sleep(0.02)
+    @property
+    def relay(self) -> FrontierRelay | None:
+        """With other workers: how this one reaches the one holding an upload's digests."""
+        return self._relay
+
+    def digests_behind(self, upload_id: str) -> None:
+        """Bytes were stored here unhashed: the worker holding the digests catches up."""
+        if self._relay is not None and self._relay.holds(upload_id):
+            self._spawn_advance(upload_id)
+        elif self._relay is not None:
+            self._relay.nudge(upload_id)
+
+    async def digests_from_elsewhere(self, upload: Upload) -> None:
+        """Before finishing ``upload`` on this worker: have its running digests brought to the
+        end and recorded, here if this worker holds them, else by the worker that does (if
+        any answers); the finisher then takes them from the record."""
+        relay = self._relay
+        if relay is None or recorded(self._service, upload):
+            return
+        if relay.holds(upload.id):
+            await self.advance(upload.id)
+        elif await relay.ask(upload.id):
+            await wait_recorded(self._service, relay, upload.id)
 
     async def _declare(self, upload: Upload, declared: dict[str, str]) -> Upload:
         """Record digests declared at complete; refuse ones that contradict what is known."""
