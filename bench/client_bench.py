@@ -1,6 +1,7 @@
 """Client benchmark: ``chunkd upload`` of one large file against tuspy and curl, same server.
 
     .venv/bin/python bench/client_bench.py [--size 1GiB] [--reps 2] [--out docs/benchmarks.md]
+        [--pin | --server-workers N]
 
 One chunkd server (``chunkd serve``, default settings, a fresh data directory) takes every
 upload, after one unmeasured 32 MiB warm-up upload per client. The clients run interleaved,
@@ -165,7 +166,11 @@ CLIENTS = {
 
 
 def report(
-    results: dict[str, list[tuple[float, float, float]]], size: int, reps: int, title: str
+    results: dict[str, list[tuple[float, float, float]]],
+    size: int,
+    reps: int,
+    title: str,
+    workers: int = 1,
 ) -> str:
     rate = {
         name: size / statistics.median(r[0] for r in runs) / 1e6 for name, runs in results.items()
@@ -176,12 +181,15 @@ def report(
         if PIN
         else "` (client and server sharing both cores"
     )
+    if workers > 1:
+        pinned = f" --server-workers {workers}` (client and server sharing both cores"
+    serve = "default settings" if workers == 1 else f"`--workers {workers}`, else defaults"
     lines = [
         f"## {title}",
         "",
         f"`.venv/bin/python bench/client_bench.py --size {size // MiB}MiB --reps {reps}{pinned}; "
         f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, loopback, one `chunkd serve` with "
-        "default settings). Median of the runs, clients interleaved with `sync` before each; "
+        f"{serve}). Median of the runs, clients interleaved with `sync` before each; "
         "peak RSS is sampled with psutil every 10 ms (`ru_maxrss` from `wait4` is inflated by "
         "the forking parent's pages, so it only bounds it from above).",
         "",
@@ -216,10 +224,17 @@ def main() -> None:
     parser.add_argument(
         "--pin", action="store_true", help="server on core 0, clients on core 1 (taskset)"
     )
+    parser.add_argument(
+        "--server-workers", type=int, default=1, help="chunkd serve --workers (not with --pin)"
+    )
     args = parser.parse_args()
+    if args.pin and args.server_workers > 1:
+        parser.error("--pin pins one server process; give it one worker")
     if args.pin:
         PIN[:] = ["taskset", "-c", "1"]
     title = "Client, server and client on separate cores" if args.pin else "Client"
+    if args.server_workers > 1:
+        title = f"Client, server with {args.server_workers} workers"
     number, unit = args.size[:-3], args.size[-3:]
     size = int(float(number) * {"MiB": MiB, "GiB": 1024 * MiB}[unit])
     work = Path(tempfile.mkdtemp(prefix="chunkd-client-bench-"))
@@ -227,7 +242,7 @@ def main() -> None:
     try:
         path = work / "payload.bin"
         expected = make_file(path, size)
-        with ServerProcess(work / "data") as server:
+        with ServerProcess(work / "data", "--workers", str(args.server_workers)) as server:
             if args.pin:
                 assert server.process is not None
                 pin_server(server.process.pid)
@@ -256,10 +271,12 @@ def main() -> None:
                           f"RSS {sampled:4.0f} MiB (ru_maxrss {rss:.0f})", flush=True)  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    section = report(results, size, args.reps, title)
+    section = report(results, size, args.reps, title, args.server_workers)
     print(section)
     if args.out:
         name = "client-bench-pinned" if args.pin else "client-bench"
+        if args.server_workers > 1:
+            name = "client-bench-workers"
         write_section(args.out, name, section, "bench/client_bench.py")
 
 
