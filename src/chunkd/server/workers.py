@@ -100,6 +100,7 @@ def supervise(settings: Settings, serve: Callable[[socket.socket], None]) -> Non
     from prometheus_client.multiprocess import mark_process_dead
 
     peers = settings.run_dir / "peers"
+    supervisor = os.getpid()
     children: dict[int, float] = {}  # pid -> when it started
     stopping = False
 
@@ -107,7 +108,7 @@ def supervise(settings: Settings, serve: Callable[[socket.socket], None]) -> Non
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the worker; its coverage is its own process's
             reserved.close()
-            _work(host, port, serve)
+            _work(host, port, serve, supervisor)
         children[pid] = time.monotonic()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -145,12 +146,14 @@ def supervise(settings: Settings, serve: Callable[[socket.socket], None]) -> Non
     reserved.close()
 
 
-def _work(host: str, port: int, serve: Callable[[socket.socket], None]) -> None:
+def _work(host: str, port: int, serve: Callable[[socket.socket], None], parent: int) -> None:
     """In the forked worker: serve, then leave without running the supervisor's clean-up."""
     code = 0
     try:
         os.setpgid(0, 0)
         _die_with_parent()
+        if os.getppid() != parent:  # it died before we asked to be told
+            return
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         serve(listen(host, port))

@@ -109,12 +109,17 @@ class Appending:
                 expires_at=now + self._service.config.expiry,
                 **({"sniffed_type": screen.sniffed} if screen.sniffed else {}),
             )
-            sessions = self._service.sessions
-            behind = hashers is None and sessions.relay is not None and not upload.partial
-            if behind:  # another worker may hold the running digests: it catches up
+            sessions, digests = self._service.sessions, self._service.digests
+            behind = (  # another worker may hold running digests this one lacks
+                hashers is None
+                and sessions.relay is not None
+                and not upload.partial
+                and bool(digests.for_upload(upload.expected_digests))
+            )
+            if behind:  # it catches up
                 sessions.digests_behind(upload.id)
             else:
-                self._service.digests.commit(upload.id, new_offset, hashers)
+                digests.commit(upload.id, new_offset, hashers)
             if not upload.partial:
                 self._service.hooks.tell(POST_RECEIVE, payload_of(upload), upload.id, every=1.0)
             if upload.is_finished:

@@ -206,8 +206,9 @@ class Sessions:
                     {"updated_at": now, "expires_at": now + service.config.expiry, **sniffed},
                 )
         self._spawn_advance(upload_id)
-        if self._relay is not None and not self._relay.holds(upload_id):
-            self._relay.nudge(upload_id)  # the running digests may be in another worker
+        relay, hashed = self._relay, service.digests.for_upload(upload.expected_digests)
+        if relay is not None and hashed and not relay.holds(upload_id):
+            relay.nudge(upload_id)  # the running digests may be in another worker
         return part, True
 
     async def _progress_of(self, upload: Upload, index: int) -> Callable[[int], None] | None:
