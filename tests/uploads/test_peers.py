@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import socket
+import struct
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from chunkd.uploads.events import Event
 from chunkd.uploads.events_peers import PeerEventBus
@@ -114,3 +120,27 @@ async def test_progress_told_by_two_workers_never_goes_back(tmp_path: Path) -> N
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_only_this_servers_user_is_listened_to(tmp_path: Path) -> None:
+    """Abstract socket names have no file permissions: a message from another user is dropped
+    (sent here with that user's credentials, which only root may claim)."""
+    peer = Peers(tmp_path, ident=4_000_041)
+    got: list[dict[str, Any]] = []
+    peer.on("release", got.append)
+    await peer.open()
+    try:
+        payload = json.dumps({"kind": "release", "upload": "u1", "from": 1}).encode()
+        stranger = struct.pack("iII", os.getpid(), 65534, 65534)
+        creds = [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, stranger)]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            if os.geteuid() == 0:
+                sock.sendmsg([payload], creds, 0, peer.address(4_000_041))
+            else:  # nobody else can claim to be another user
+                with pytest.raises(PermissionError):
+                    sock.sendmsg([payload], creds, 0, peer.address(4_000_041))
+            sock.sendto(payload.replace(b"u1", b"u2"), peer.address(4_000_041))  # our user
+        await _settle()
+        assert [message["upload"] for message in got] == ["u2"]
+    finally:
+        await peer.close()

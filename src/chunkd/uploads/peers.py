@@ -9,9 +9,10 @@ the data directory and its process id, and records its id as a file under ``<dat
 so the others can find it.
 
 A message is a small JSON object with a ``kind`` (and the sender's ``from``, added on sending);
-handlers run on the event loop. Sending never
-blocks: a full socket drops the message (events are best effort, release requests are repeated
-by their sender), and a peer that is gone has its file removed.
+handlers run on the event loop. Abstract names carry no file permissions, so each message comes
+with its sender's credentials (``SO_PASSCRED``) and only this server's user is listened to.
+Sending never blocks: a full socket drops the message (events are best effort, release requests
+are repeated by their sender), and a peer that is gone has its file removed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import json
 import logging
 import os
 import socket
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +36,17 @@ log = logging.getLogger("chunkd.peers")
 Handler = Callable[[dict[str, Any]], None]
 _MAX_MESSAGE = 64 * 1024
 _REFRESH = 1.0  # seconds between re-reads of who the peers are
+
+
+_UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
+_CREDENTIALS = socket.CMSG_SPACE(_UCRED.size)
+
+
+def _sender_uid(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            return int(_UCRED.unpack(data[: _UCRED.size])[1])
+    return None
 
 
 class Peers:
@@ -64,6 +77,8 @@ class Peers:
         self.pid = self._ident or os.getpid()
         self.directory.mkdir(parents=True, exist_ok=True)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        # abstract names have no file permissions: the kernel tells each sender's user
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         sock.bind(self.address(self.pid))
         sock.setblocking(False)
         self._socket = sock
@@ -121,9 +136,11 @@ class Peers:
         assert self._socket is not None
         while True:
             try:
-                data = self._socket.recv(_MAX_MESSAGE)
+                data, ancillary, _, _ = self._socket.recvmsg(_MAX_MESSAGE, _CREDENTIALS)
             except BlockingIOError:
                 return
+            if _sender_uid(ancillary) != os.getuid():
+                continue  # only processes of this server's user may speak to it
             try:
                 message = json.loads(data)
                 handler = self._handlers.get(message["kind"])
