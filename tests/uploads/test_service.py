@@ -318,10 +318,10 @@ async def test_the_frontier_commits_a_step_at_a_time(
     clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from chunkd.catalog.memory import MemoryCatalog
-    from chunkd.uploads import sessions
+    from chunkd.uploads import frontier
     from chunkd.uploads.service import ServiceConfig
 
-    monkeypatch.setattr(sessions, "_FRONTIER_STEP", 200_000)
+    monkeypatch.setattr(frontier, "_FRONTIER_STEP", 200_000)
     config = ServiceConfig(max_size=10**6, expiry=3600)
     service = UploadService(MemoryCatalog(), MemoryStorage(), config, clock=clock)
     async with service.catalog, service.storage:
@@ -332,7 +332,7 @@ async def _stepping(service: UploadService, monkeypatch: pytest.MonkeyPatch) -> 
     session = await service.sessions.create(size=500_000, metadata={}, part_size=100_000)
     for index in (1, 2, 3, 4):  # all but the first: nothing contiguous yet
         await service.sessions.put_part(session.id, index, body(bytes([index]) * 100_000))
-    await asyncio.gather(*list(service.sessions._tasks))
+    await asyncio.gather(*list(service.frontiers._tasks))
     assert (await service.get(session.id)).offset == 0
     committed: list[int] = []
     compare_and_set = service.catalog.compare_and_set
@@ -344,7 +344,7 @@ async def _stepping(service: UploadService, monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(service.catalog, "compare_and_set", spy)
     await service.sessions.put_part(session.id, 0, body(b"\0" * 100_000))
-    await asyncio.gather(*list(service.sessions._tasks))
+    await asyncio.gather(*list(service.frontiers._tasks))
     assert committed == [200_000, 400_000, 500_000]
     done = await service.sessions.complete(session.id)
     data = b"".join(bytes([index]) * 100_000 for index in range(5))
@@ -360,7 +360,7 @@ async def test_one_frontier_advance_at_a_time_even_as_the_lock_changes_hands(
     from chunkd.uploads.service import ServiceConfig
 
     service = UploadService(MemoryCatalog(), MemoryStorage(), ServiceConfig(), clock=clock)
-    sessions = service.sessions
+    frontiers = service.frontiers
     running = [0, 0]  # now, most at once
 
     async def step(upload_id: str, alone: bool) -> tuple[None, bool]:
@@ -371,17 +371,17 @@ async def test_one_frontier_advance_at_a_time_even_as_the_lock_changes_hands(
         running[0] -= 1
         return None, False
 
-    monkeypatch.setattr(sessions, "_advance", step)
-    first = asyncio.create_task(sessions.advance("u"))
-    second = asyncio.create_task(sessions.advance("u"))  # waits for the first
+    monkeypatch.setattr(frontiers, "_step", step)
+    first = asyncio.create_task(frontiers.advance("u"))
+    second = asyncio.create_task(frontiers.advance("u"))  # waits for the first
     await asyncio.wait({first})
-    third = asyncio.create_task(sessions.advance("u"))  # the second holds the lock now
+    third = asyncio.create_task(frontiers.advance("u"))  # the second holds the lock now
     await asyncio.gather(second, third)
     assert running[1] == 1
-    assert sessions._frontiers == {}  # nothing left behind
+    assert frontiers._locks == {}  # nothing left behind
     # one advance running and one waiting: a part stored now needs no third
-    waiting = [asyncio.create_task(sessions.advance("u")) for _ in range(2)]
+    waiting = [asyncio.create_task(frontiers.advance("u")) for _ in range(2)]
     await asyncio.sleep(0)
-    sessions._spawn_advance("u")
-    assert not sessions._tasks
+    frontiers.spawn("u")
+    assert not frontiers._tasks
     await asyncio.gather(*waiting)

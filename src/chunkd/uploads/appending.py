@@ -109,22 +109,22 @@ class Appending:
                 expires_at=now + self._service.config.expiry,
                 **({"sniffed_type": screen.sniffed} if screen.sniffed else {}),
             )
-            sessions, digests = self._service.sessions, self._service.digests
+            frontiers, digests = self._service.frontiers, self._service.digests
             behind = (  # another worker may hold running digests this one lacks
                 hashers is None
-                and sessions.relay is not None
+                and frontiers.relay is not None
                 and not upload.partial
                 and bool(digests.for_upload(upload.expected_digests))
             )
             if behind:  # it catches up
-                sessions.digests_behind(upload.id)
+                frontiers.behind(upload.id)
             else:
                 digests.commit(upload.id, new_offset, hashers)
             if not upload.partial:
                 self._service.hooks.tell(POST_RECEIVE, payload_of(upload), upload.id, every=1.0)
             if upload.is_finished:
                 if behind:
-                    await sessions.digests_from_elsewhere(upload)
+                    await frontiers.settle(upload)
                     upload = await self._service.catalog.get(upload.id) or upload
                 upload = await self._service.finisher.finish(upload)
                 if upload.state is UploadState.FAILED and upload.error:

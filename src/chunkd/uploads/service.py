@@ -39,6 +39,7 @@ from chunkd.uploads.appending import Appending
 from chunkd.uploads.creating import Creating
 from chunkd.uploads.events import ABORTED, Event, EventBus, ProgressMeter
 from chunkd.uploads.finishing import Finisher
+from chunkd.uploads.frontier import Frontiers
 from chunkd.uploads.hashing import DigestCache
 from chunkd.uploads.inspection import Inspector
 from chunkd.uploads.locking import Locker, MemoryLocker
@@ -108,6 +109,7 @@ class UploadService:
             self.events,
             self.hooks,
         )
+        self.frontiers = Frontiers(self)
         self.sessions = Sessions(self)
         creating = Creating(self)
         # the operations, each kept in its own module: creating.py, appending.py, sessions.py

@@ -4,9 +4,9 @@ A session is an ``Upload`` with a ``part_size``. Part *n* is written straight to
 offset ``n * part_size``, so completing copies nothing. Parts of one upload are received
 concurrently, each under its own lock; only state changes take the upload's lock.
 
-Behind the parts, a per-upload *frontier* advances over the contiguous prefix of received
-parts, reading them back (from the page cache, usually) into the whole-file digests and
-moving the record's ``offset``. Completing then only hashes what the frontier has not reached.
+Behind the parts, a per-upload *frontier* (:mod:`chunkd.uploads.frontier`) advances over the
+contiguous prefix of received parts, reading them back into the whole-file digests and moving
+the record's ``offset``. Completing then only hashes what the frontier has not reached.
 """
 
 from __future__ import annotations
@@ -42,8 +42,6 @@ from chunkd.protocol.parts import (
     part_span,
 )
 from chunkd.storage.base import SupportsDownload
-from chunkd.uploads.catching_up import catch_up, recorded, wait_recorded
-from chunkd.uploads.frontier_relay import FrontierRelay
 from chunkd.uploads.hashing import hash_stored
 from chunkd.uploads.models import Part, Upload, UploadState
 from chunkd.uploads.receiving import receive
@@ -58,19 +56,6 @@ if TYPE_CHECKING:
 PART_DIGEST = "blake3"
 #: How often, at most, a stream of parts renews the upload's expiry (seconds).
 _RENEW_EVERY = 10.0
-#: The frontier commits its offset (and digest state) at least this often, in bytes: when it
-#: lags behind parts arriving in order, its progress still shows and survives.
-_FRONTIER_STEP = 64 * 1024 * 1024
-
-
-class _Frontier:
-    """One upload's frontier: its lock, and the advances holding or awaiting it."""
-
-    __slots__ = ("lock", "users")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.users = 0
 
 
 def _part_hasher(algorithm: str) -> Hasher:
@@ -80,17 +65,10 @@ def _part_hasher(algorithm: str) -> Hasher:
 class Sessions:
     def __init__(self, service: UploadService) -> None:
         self._service = service
-        self._frontiers: dict[str, _Frontier] = {}
         # live progress of session uploads: bytes of stored parts, and of parts in flight
         self._stored: dict[str, int] = {}
         self._counted: dict[str, float] = {}  # when ``_stored`` was last read from the catalog
         self._inflight: dict[str, dict[int, int]] = {}
-        self._tasks: set[asyncio.Task[Upload | None]] = set()
-        self._relay = (  # several workers: only the one holding the running digests advances
-            FrontierRelay(service.peers, service.digests, self._spawn_advance)
-            if service.peers is not None
-            else None
-        )
 
     async def create(
         self,
@@ -205,10 +183,7 @@ class Sessions:
                     {"state": UploadState.RECEIVING},
                     {"updated_at": now, "expires_at": now + service.config.expiry, **sniffed},
                 )
-        self._spawn_advance(upload_id)
-        relay, hashed = self._relay, service.digests.for_upload(upload.expected_digests)
-        if relay is not None and hashed and not relay.holds(upload_id):
-            relay.nudge(upload_id)  # the running digests may be in another worker
+        service.frontiers.stored(upload)
         return part, True
 
     async def _progress_of(self, upload: Upload, index: int) -> Callable[[int], None] | None:
@@ -218,7 +193,10 @@ class Sessions:
             return None
         # with other workers storing parts too, what is stored is counted again now and then
         now = asyncio.get_running_loop().time()
-        shared = self._relay is not None and now - self._counted.get(upload.id, 0.0) >= 1.0
+        shared = (
+            self._service.frontiers.relay is not None
+            and now - self._counted.get(upload.id, 0.0) >= 1.0
+        )
         if upload.id not in self._stored or shared:
             parts = await self._service.catalog.list_parts(upload.id)
             self._stored[upload.id] = sum(part.size for part in parts)
@@ -251,87 +229,6 @@ class Sessions:
             raise PartConflict(f"part {existing.index} was already received with other bytes")
         return False
 
-    # -- the frontier ----------------------------------------------------------------------
-
-    def _spawn_advance(self, upload_id: str) -> None:
-        frontier = self._frontiers.get(upload_id)
-        if frontier is not None and frontier.users >= 2:
-            return  # one advance runs and one waits: the waiter will see this part too
-        task = asyncio.get_running_loop().create_task(self.advance(upload_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def advance(self, upload_id: str, *, alone: bool = False) -> Upload | None:
-        """Move ``offset`` (and the running digests) over newly contiguous parts.
-
-        With other workers, one without the running digests leaves the frontier to the one
-        holding them, unless ``alone`` (completing, when no worker answered for them).
-        """
-        frontier = self._frontiers.get(upload_id)
-        if frontier is None:
-            frontier = self._frontiers[upload_id] = _Frontier()
-        # The entry lives while anyone holds or awaits its lock: dropped any earlier (when the
-        # holder lets go, before the waiter wakes), a newcomer would make a second lock and
-        # two advances would hash the same parts at once, one of them for nothing.
-        frontier.users += 1
-        try:
-            async with frontier.lock:
-                while True:  # a step at a time, each committed: progress shows as it is made
-                    upload, more = await self._advance(upload_id, alone)
-                    if not more:
-                        return upload
-        finally:
-            frontier.users -= 1
-            if frontier.users == 0:
-                del self._frontiers[upload_id]
-
-    async def _advance(self, upload_id: str, alone: bool) -> tuple[Upload | None, bool]:
-        """One step of the frontier (at most ``_FRONTIER_STEP`` bytes), committed; and
-        whether more contiguous parts may be waiting."""
-        service = self._service
-        upload = await service.catalog.get(upload_id)
-        if upload is None or upload.state is not UploadState.RECEIVING:
-            return upload, False
-        if upload.part_size is None:  # tus, with workers: the digests catch up with the offset
-            return await catch_up(service, upload), False
-        assert upload.length is not None
-        algorithms = service.digests.for_upload(upload.expected_digests)
-        hashers = service.digests.start(upload_id, upload.offset, algorithms)
-        storage = service.storage
-        if not storage.readable_before_finish:
-            hashers = None  # parts cannot be read back yet: hashed once the file is sealed
-        elif hashers is None and algorithms and self._relay is not None and not alone:
-            return upload, False  # another worker holds the running digests (or nobody)
-        offset = upload.offset
-        more = False
-        while offset < upload.length:
-            if offset - upload.offset >= _FRONTIER_STEP:
-                more = True
-                break
-            part = await service.catalog.get_part(upload_id, offset // upload.part_size)
-            if part is None:
-                break
-            offset += part.size
-        if offset == upload.offset:
-            return upload, False
-        if hashers is not None and isinstance(storage, SupportsDownload):
-            # the whole step in one worker-thread pass: a pass per part waited for the event
-            # loop between parts (2-8 ms each under load), and the frontier fell behind
-            updates = [hasher.update for hasher in hashers.values()]
-            await storage.feed(upload.storage, upload.offset, offset, updates)
-        changes: dict[str, object] = {"offset": offset}
-        if self._relay is not None and hashers is not None and offset == upload.length:
-            # the worker that completes may not be this one: it finds the digests here
-            changes["digests"] = {name: hasher.digest().hex() for name, hasher in hashers.items()}
-        advanced = await service.catalog.compare_and_set(
-            upload_id, {"offset": upload.offset, "state": UploadState.RECEIVING}, changes
-        )
-        if advanced is not None and "digests" in changes:
-            service.digests.forget(upload_id)  # recorded: whichever worker completes uses them
-        elif advanced is not None:
-            service.digests.commit(upload_id, offset, hashers)
-        return advanced, more and advanced is not None
-
     # -- completing ------------------------------------------------------------------------
 
     async def complete(
@@ -359,8 +256,8 @@ class Sessions:
                         f"{sum(last - first + 1 for first, last in missing)} parts are missing",
                         details={"missing_parts": missing},
                     )
-                await self.digests_from_elsewhere(upload)
-                upload = await self.advance(upload_id, alone=True) or upload
+                await service.frontiers.settle(upload)
+                upload = await service.frontiers.advance(upload_id, alone=True) or upload
                 upload = await service.finisher.finish(upload)
                 self.forget(upload_id)
             elif upload.state is UploadState.VERIFYING:
@@ -374,30 +271,6 @@ class Sessions:
                     }
                 raise error
             return upload
-
-    @property
-    def relay(self) -> FrontierRelay | None:
-        """With other workers: how this one reaches the one holding an upload's digests."""
-        return self._relay
-
-    def digests_behind(self, upload_id: str) -> None:
-        """Bytes were stored here unhashed: the worker holding the digests catches up."""
-        if self._relay is not None and self._relay.holds(upload_id):
-            self._spawn_advance(upload_id)
-        elif self._relay is not None:
-            self._relay.nudge(upload_id)
-
-    async def digests_from_elsewhere(self, upload: Upload) -> None:
-        """Before finishing ``upload`` on this worker: have its running digests brought to the
-        end and recorded, here if this worker holds them, else by the worker that does (if
-        any answers); the finisher then takes them from the record."""
-        relay = self._relay
-        if relay is None or recorded(self._service, upload):
-            return
-        if relay.holds(upload.id):
-            await self.advance(upload.id)
-        elif await relay.ask(upload.id):
-            await wait_recorded(self._service, relay, upload.id)
 
     async def _declare(self, upload: Upload, declared: dict[str, str]) -> Upload:
         """Record digests declared at complete; refuse ones that contradict what is known."""
