@@ -53,15 +53,21 @@ async def settled(service: UploadService, upload_id: str, offset: int) -> None:
     raise AssertionError(f"the frontier did not reach {offset}")
 
 
+@pytest.fixture
+def no_read_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finishing must not read the whole upload back to compute its digests."""
+
+    async def refuse(*args: object) -> dict[str, str]:
+        raise AssertionError("finishing read the whole upload back")
+
+    monkeypatch.setattr(finishing, "hash_stored", refuse)
+
+
+@pytest.mark.usefixtures("no_read_back")
 async def test_parts_on_both_workers_one_frontier_and_no_read_back(
-    workers: list[UploadService], monkeypatch: pytest.MonkeyPatch
+    workers: list[UploadService],
 ) -> None:
     a, b = workers
-
-    async def no_read_back(*args: object) -> dict[str, str]:
-        raise AssertionError("completing read the whole upload back")
-
-    monkeypatch.setattr(finishing, "hash_stored", no_read_back)
     session = await a.sessions.create(size=4 * PART, metadata={}, part_size=PART)
     await a.sessions.put_part(session.id, 0, body(DATA[0]))
     await settled(a, session.id, PART)
@@ -94,16 +100,12 @@ async def test_with_the_worker_holding_the_digests_gone_completing_reads_back_on
     await a.peers.open()  # for the fixture's clean-up
 
 
+@pytest.mark.usefixtures("no_read_back")
 async def test_tus_patches_on_both_workers_the_holder_catches_up_and_records(
-    workers: list[UploadService], monkeypatch: pytest.MonkeyPatch
+    workers: list[UploadService],
 ) -> None:
     """A client opening a new connection per PATCH (tuspy) alternates workers."""
     a, b = workers
-
-    async def no_read_back(*args: object) -> dict[str, str]:
-        raise AssertionError("finishing read the whole upload back")
-
-    monkeypatch.setattr(finishing, "hash_stored", no_read_back)
     upload = await a.create(length=4 * PART)
     await a.append(upload.id, 0, body(DATA[0]))
     assert a.digests.holds(upload.id)

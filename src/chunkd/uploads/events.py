@@ -42,6 +42,22 @@ class Event:
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "upload_id": self.upload_id, "at": self.at, **self.data}
 
+    def relayed(self) -> dict[str, Any]:
+        """The event as sent to other instances or workers (with its owner)."""
+        return {**self.to_dict(), "owner": self.owner}
+
+    @classmethod
+    def from_relayed(cls, relayed: dict[str, Any]) -> Event:
+        """The event another instance or worker sent (``KeyError`` if it is not one)."""
+        data = dict(relayed)
+        return cls(
+            type=data.pop("type"),
+            upload_id=data.pop("upload_id"),
+            owner=data.pop("owner"),
+            at=data.pop("at"),
+            data=data,
+        )
+
     @cached_property
     def json(self) -> str:
         """Serialised once, however many subscribers send it."""

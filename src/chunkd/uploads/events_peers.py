@@ -55,8 +55,7 @@ class PeerEventBus(EventBus):
     def publish(self, event: Event) -> None:
         self._deliver(event)  # this worker's subscribers at once
         if self._remote:  # some other worker has subscribers
-            data = {**event.to_dict(), "owner": event.owner}
-            self._peers.broadcast({"kind": "event", "event": data})
+            self._peers.broadcast({"kind": "event", "event": event.relayed()})
 
     @contextmanager
     def subscribe(
@@ -86,15 +85,7 @@ class PeerEventBus(EventBus):
             self._remote.pop(worker, None)
 
     def _on_event(self, message: dict[str, Any]) -> None:
-        data = dict(message["event"])
-        event = Event(
-            type=data.pop("type"),
-            upload_id=data.pop("upload_id"),
-            owner=data.pop("owner"),
-            at=data.pop("at"),
-            data=data,
-        )
-        self._deliver(event)
+        self._deliver(Event.from_relayed(message["event"]))
 
     def _deliver(self, event: Event) -> None:
         if event.type == PROGRESS:

@@ -73,10 +73,7 @@ class RedisEventBus(EventBus):
             self._wake.clear()
             while self._outbox:
                 event = self._outbox.popleft()
-                message = {
-                    "origin": self._origin,
-                    "event": {**event.to_dict(), "owner": event.owner},
-                }
+                message = {"origin": self._origin, "event": event.relayed()}
                 try:
                     await self._redis.publish(self._channel, json.dumps(message))
                 except redis.RedisError:
@@ -96,14 +93,7 @@ class RedisEventBus(EventBus):
                 body = json.loads(message["data"])
                 if body["origin"] == self._origin:
                     continue  # ours: local subscribers already have it
-                data = dict(body["event"])
-                event = Event(
-                    type=data.pop("type"),
-                    upload_id=data.pop("upload_id"),
-                    owner=data.pop("owner"),
-                    at=data.pop("at"),
-                    data=data,
-                )
+                event = Event.from_relayed(body["event"])
             except (ValueError, KeyError, TypeError):
                 continue
             EventBus.publish(self, event)
