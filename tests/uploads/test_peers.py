@@ -144,3 +144,19 @@ async def test_only_this_servers_user_is_listened_to(tmp_path: Path) -> None:
         assert [message["upload"] for message in got] == ["u2"]
     finally:
         await peer.close()
+
+
+async def test_subscribers_of_a_worker_that_died_are_not_counted(tmp_path: Path) -> None:
+    bus = PeerEventBus(Peers(tmp_path, ident=4_000_051))
+    await bus.start()
+    try:
+        (tmp_path / "4000052").touch()  # a worker that announced a subscriber, then was killed
+        bus._peers._known_at = -1.0  # (a message from an unknown worker has the list re-read)
+        bus._on_count({"kind": "subscribers", "from": 4_000_052, "count": 1})
+        assert bus.subscribers == 1
+        (tmp_path / "4000052").unlink()  # forgotten (its socket refused a message)
+        bus._peers._known_at = -1.0  # the list is read again (once a second)
+        assert bus.subscribers == 0
+        assert bus._remote == {}
+    finally:
+        await bus.stop()

@@ -35,9 +35,9 @@ class PeerEventBus(EventBus):
         if not self._remote:
             return len(self._subscriptions)
         others = set(self._peers.others())
-        return len(self._subscriptions) + sum(
-            count for pid, count in self._remote.items() if pid in others
-        )
+        for gone in [pid for pid in self._remote if pid not in others]:
+            del self._remote[gone]  # a worker killed while it had subscribers
+        return len(self._subscriptions) + sum(self._remote.values())
 
     async def start(self) -> None:
         self._peers.on("event", self._on_event)
