@@ -163,6 +163,15 @@ class OffsetMismatch(Conflict):
     retryable = True
 
 
+class PartTakenOver(Conflict):
+    code = "PART_TAKEN_OVER"
+    retryable = True
+    default_hint = (
+        "Another request for this part took it over (a retry, or a copy the network delivered "
+        "late); nothing of this one was stored: send the part again."
+    )
+
+
 class UploadNotReceiving(Conflict):
     code = "UPLOAD_NOT_RECEIVING"
     default_hint = "The upload is finished or being finished; it takes no more bytes."

@@ -14,6 +14,9 @@ from chunkd.exceptions import (
     LengthAlreadySet,
     LengthExceeded,
     OffsetMismatch,
+    PartTakenOver,
+    RequestTooSlow,
+    ServiceUnavailable,
     UploadAborted,
     UploadExpired,
     UploadNotFound,
@@ -385,3 +388,81 @@ async def test_one_frontier_advance_at_a_time_even_as_the_lock_changes_hands(
     frontiers.spawn("u")
     assert not frontiers._tasks
     await asyncio.gather(*waiting)
+
+
+async def test_a_part_taken_over_by_another_request_for_it_is_told_to_send_it_again(
+    clock: Clock,
+) -> None:
+    """A copy of a part the network delivered late (its client gave up and retried) takes the
+    part over from the retry in flight: the retry must hear "send it again", retryable, not
+    that its part had the wrong size (which clients rightly treat as fatal)."""
+    from chunkd.catalog.memory import MemoryCatalog
+    from chunkd.uploads.service import ServiceConfig
+
+    config = ServiceConfig(max_size=10**6, expiry=3600)
+    service = UploadService(MemoryCatalog(), MemoryStorage(), config, clock=clock)
+    async with service.catalog, service.storage:
+        await _taken_over(service)
+
+
+async def _taken_over(service: UploadService) -> None:
+    session = await service.sessions.create(size=300_000, metadata={}, part_size=100_000)
+    first_half = asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield b"x" * 40_000
+        first_half.set()
+        await asyncio.sleep(10)  # the rest would follow; the other request comes first
+        yield b"x" * 60_000
+
+    live = asyncio.create_task(service.sessions.put_part(session.id, 0, slow()))
+    await first_half.wait()
+    part, new = await service.sessions.put_part(session.id, 0, body(b"x" * 100_000))
+    assert new and part.size == 100_000
+    with pytest.raises(PartTakenOver) as taken:
+        await live
+    assert taken.value.retryable and taken.value.status == 409
+
+
+async def test_a_part_whose_body_stalls_is_told_to_send_it_again(clock: Clock) -> None:
+    from chunkd.catalog.memory import MemoryCatalog
+    from chunkd.uploads.service import ServiceConfig
+
+    config = ServiceConfig(max_size=10**6, expiry=3600, idle_timeout=0.1)
+    service = UploadService(MemoryCatalog(), MemoryStorage(), config, clock=clock)
+    async with service.catalog, service.storage:
+        session = await service.sessions.create(size=300_000, metadata={}, part_size=100_000)
+
+        async def stalled() -> AsyncIterator[bytes]:
+            yield b"x" * 40_000
+            await asyncio.sleep(10)
+            yield b"x" * 60_000
+
+        with pytest.raises(RequestTooSlow) as slow:
+            await service.sessions.put_part(session.id, 0, stalled())
+        assert slow.value.retryable
+        assert (await service.sessions.received(await service.get(session.id)))[0] == []
+
+
+async def test_a_part_cut_short_by_the_server_stopping_is_told_to_retry(clock: Clock) -> None:
+    from chunkd.catalog.memory import MemoryCatalog
+    from chunkd.uploads.service import ServiceConfig
+
+    config = ServiceConfig(max_size=10**6, expiry=3600)
+    service = UploadService(MemoryCatalog(), MemoryStorage(), config, clock=clock)
+    async with service.catalog, service.storage:
+        session = await service.sessions.create(size=300_000, metadata={}, part_size=100_000)
+        first_half = asyncio.Event()
+
+        async def slow() -> AsyncIterator[bytes]:
+            yield b"x" * 40_000
+            first_half.set()
+            await asyncio.sleep(10)
+            yield b"x" * 60_000
+
+        part = asyncio.create_task(service.sessions.put_part(session.id, 0, slow()))
+        await first_half.wait()
+        assert service.begin_shutdown() == 1
+        with pytest.raises(ServiceUnavailable) as stopping:
+            await part
+        assert stopping.value.retryable and stopping.value.status == 503

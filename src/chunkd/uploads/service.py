@@ -99,6 +99,7 @@ class UploadService:
         self.hooks = hooks or Hooks([])
         self.progress = ProgressMeter(self.events)
         self.swept_bytes = 0  # reclaimed by the expiry sweeper, for the metrics
+        self.stopping = False  # begin_shutdown was called
         self.finisher = Finisher(
             catalog,
             storage,
@@ -170,6 +171,7 @@ class UploadService:
     def begin_shutdown(self) -> int:
         """The server is stopping: requests reading a body stop and save what they received,
         event streams end. Returns how many requests were asked to stop."""
+        self.stopping = True
         self.events.close()
         return self.locker.release_all()
 

@@ -27,7 +27,9 @@ from chunkd.exceptions import (
     PartConflict,
     PartOutOfRange,
     PartSizeMismatch,
+    PartTakenOver,
     RequestTooSlow,
+    ServiceUnavailable,
     UploadNotReceiving,
     UploadTooLarge,
     ValidationFailed,
@@ -162,7 +164,14 @@ class Sessions:
             self._inflight.get(upload_id, {}).pop(index, None)
             if result.too_slow:
                 raise RequestTooSlow(f"part {index} arrived too slowly; nothing was stored")
-            if result.received != size:  # short or cut off: a part counts whole or not at all
+            if result.received != size and result.interrupted:  # a part counts whole or not
+                ended = f"after {result.received} of {size} bytes; nothing was stored"
+                if lease.release_requested and service.stopping:
+                    raise ServiceUnavailable(f"the server is stopping: part {index} ended {ended}")
+                if lease.release_requested:
+                    raise PartTakenOver(f"another request for part {index} took over {ended}")
+                raise RequestTooSlow(f"part {index} stalled or was cut off {ended}")
+            if result.received != size:
                 raise PartSizeMismatch(
                     f"part {index} must be {size} bytes; {result.received} arrived"
                 )
