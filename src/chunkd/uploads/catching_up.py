@@ -54,19 +54,15 @@ async def catch_up(service: UploadService, upload: Upload) -> Upload:
     return upload
 
 
-def recorded(service: UploadService, upload: Upload) -> bool:
-    """Whether the catalog has every whole-file digest the upload needs, for its full length."""
-    algorithms = service.digests.for_upload(upload.expected_digests)
-    return upload.offset == upload.length and set(algorithms) <= set(upload.digests)
-
-
 async def wait_recorded(service: UploadService, relay: FrontierRelay, upload_id: str) -> None:
     """Wait while the worker holding the digests brings them to the end; stop once they are
     recorded, when no worker answers for them any more, or when the upload stops moving."""
     loop = asyncio.get_running_loop()
     offset, moved, asked = -1, loop.time(), loop.time()
     while (upload := await service.catalog.get(upload_id)) is not None:
-        if upload.state is not UploadState.RECEIVING or recorded(service, upload):
+        if upload.state is not UploadState.RECEIVING:
+            return
+        if service.digests.recorded(upload) is not None:
             return
         now = loop.time()
         if upload.offset != offset:

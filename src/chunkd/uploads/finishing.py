@@ -144,9 +144,9 @@ class Finisher:
         hashers = self._digests.take(upload.id, length)
         if hashers is not None and set(hashers) == set(algorithms):
             return {name: hasher.digest().hex() for name, hasher in hashers.items()}
-        if upload.offset == length and set(algorithms) <= set(upload.digests):
-            # another worker's frontier hashed every part and recorded them with the offset
-            return {name: upload.digests[name] for name in algorithms}
+        recorded = self._digests.recorded(upload)  # by another worker, with the offset
+        if recorded is not None:
+            return recorded
         if not isinstance(self._storage, SupportsDownload):
             return {}
         # the running state was lost (restart, concatenation): read the bytes back once

@@ -18,7 +18,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from chunkd.storage.base import SupportsDownload
-from chunkd.uploads.catching_up import catch_up, recorded, wait_recorded
+from chunkd.uploads.catching_up import catch_up, wait_recorded
 from chunkd.uploads.frontier_relay import FrontierRelay
 from chunkd.uploads.models import Upload, UploadState
 
@@ -153,7 +153,7 @@ class Frontiers:
         end and recorded, here if this worker holds them, else by the worker that does (if
         any answers); the finisher then takes them from the record."""
         relay = self.relay
-        if relay is None or recorded(self._service, upload):
+        if relay is None or self._service.digests.recorded(upload) is not None:
             return
         if relay.holds(upload.id):
             await self.advance(upload.id)

@@ -12,9 +12,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from chunkd.protocol.checksums import Hasher, new_hasher
 from chunkd.storage.base import Handle, SupportsDownload
+
+if TYPE_CHECKING:
+    from chunkd.uploads.models import Upload
 
 _SPAN = 64 * 1024 * 1024  # hashing stored bytes: a cancelled request stops after one span
 
@@ -70,6 +74,14 @@ class DigestCache:
 
     def forget(self, upload_id: str) -> None:
         self._entries.pop(upload_id, None)
+
+    def recorded(self, upload: Upload) -> dict[str, str] | None:
+        """The whole-file digests the upload needs, if its record holds them all for its full
+        length (another worker's frontier or catch-up recorded them with the final offset)."""
+        algorithms = self.for_upload(upload.expected_digests)
+        if upload.offset != upload.length or not set(algorithms) <= set(upload.digests):
+            return None
+        return {name: upload.digests[name] for name in algorithms}
 
     def peek(self, upload_id: str) -> Running | None:
         """The running state kept for the upload, as it is (not a copy: do not feed it)."""
