@@ -34,7 +34,7 @@ def serve_uvicorn(settings: Settings, sock: socket.socket | None = None) -> None
     import uvicorn
 
     from chunkd.server.app import create_app
-    from chunkd.server.uvicorn_body import Protocol
+    from chunkd.server.uvicorn_reading import ReadingProtocol
 
     app = create_app(settings)
 
@@ -48,7 +48,7 @@ def serve_uvicorn(settings: Settings, sock: socket.socket | None = None) -> None
         app,
         host=settings.host,
         port=settings.port,
-        http=Protocol,
+        http=ReadingProtocol,
         loop="uvloop",
         proxy_headers=False,  # chunkd reads forwarding headers itself, only when told to
         server_header=False,
