@@ -7,15 +7,16 @@ hands the app whatever arrived since it last asked (often 64 KiB). For a body de
 connection's protocol is swapped for a :class:`BodyReader`, an ``asyncio.BufferedProtocol``:
 the loop reads from the socket into a chunk of :data:`CHUNK` bytes that becomes the app's
 message as it is, with no copy and one message per chunk. Reading pauses while a full
-chunk waits for the app, so a connection holds at most one chunk. A chunk not yet full is
+chunk waits for the app, so a connection reads into one chunk at a time. A chunk not yet full is
 handed over :data:`PATIENCE` seconds after its first byte, so a slow client's bytes are
 stored (and acknowledged, and count as activity) as they come.
 
 The reader never asks the socket for more than the body's remaining bytes: once the body is
 read, whatever follows on the connection (a next request) is parsed by a fresh parser, as
 the old one was left expecting the body. Until then the connection is not kept alive, so an
-answer sent before the body's end (an error, a takeover) closes it. Measured on 32 uploads
-of 32 MiB at once (like-for-like, uvicorn): 11 % less server CPU, 1.12x the throughput.
+answer sent before the body's end (an error, a takeover) closes it. Side by side with
+uvicorn's reading (docs/benchmarks.md): 32 uploads of 32 MiB at once, like-for-like, 1.09x
+the throughput for 7 % less server CPU; single uploads as fast, for 7-10 % less.
 
 Leans on uvicorn's ``HttpToolsProtocol`` and ``RequestResponseCycle`` internals like
 :mod:`chunkd.server.uvicorn_body`; tests/server/test_uvicorn_reading.py runs a real uvicorn.
