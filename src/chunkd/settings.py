@@ -267,6 +267,12 @@ class Settings(BaseSettings):
         return self.data_dir.resolve() / "run"
 
     @property
+    def peers_dir(self) -> Path:
+        """One file per running worker, named by its pid (removed by the supervisor when a
+        worker dies without removing it itself)."""
+        return self.run_dir / "peers"
+
+    @property
     def files_path(self) -> str:
         """Path of the tus collection, with its trailing slash."""
         return f"{self.base_path}/files/"

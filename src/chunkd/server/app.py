@@ -124,7 +124,7 @@ def build_peers(settings: Settings) -> Peers | None:
     """How workers of one data directory reach each other (``None``: one worker)."""
     if settings.workers == 1:
         return None
-    return Peers(settings.run_dir / "peers")
+    return Peers(settings.peers_dir)
 
 
 def build_events(settings: Settings, peers: Peers | None = None) -> EventBus:

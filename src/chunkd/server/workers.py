@@ -99,7 +99,7 @@ def supervise(settings: Settings, serve: Callable[[socket.socket], None]) -> Non
     prepare(settings)
     from prometheus_client.multiprocess import mark_process_dead
 
-    peers = settings.run_dir / "peers"
+    peers = settings.peers_dir
     supervisor = os.getpid()
     children: dict[int, float] = {}  # pid -> when it started
     stopping = False
