@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from chunkd.storage.base import SupportsDownload
 from chunkd.uploads.frontier_relay import FrontierRelay
+from chunkd.uploads.hashing import hex_digests
 from chunkd.uploads.models import Upload, UploadState
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ async def catch_up(service: UploadService, upload: Upload) -> Upload:
     if service.digests.peek(upload.id) is not running:
         return upload  # a request on this worker moved them meanwhile
     if upload.length is not None and upload.offset == upload.length:
-        digests = {name: hasher.digest().hex() for name, hasher in hashers.items()}
+        digests = hex_digests(hashers)
         recorded = await service.catalog.compare_and_set(
             upload.id,
             {"offset": upload.offset, "state": UploadState.RECEIVING},

@@ -16,7 +16,7 @@ from chunkd.hooks.base import PRE_FINISH
 from chunkd.hooks.dispatcher import Hooks, payload_of
 from chunkd.storage.base import Storage, SupportsDownload
 from chunkd.uploads.events import COMPLETED, FAILED, VERIFYING, Event, EventBus
-from chunkd.uploads.hashing import DigestCache, hash_stored
+from chunkd.uploads.hashing import DigestCache, hash_stored, hex_digests
 from chunkd.uploads.inspection import Inspector
 from chunkd.uploads.models import Upload, UploadState
 
@@ -143,7 +143,7 @@ class Finisher:
             return {}
         hashers = self._digests.take(upload.id, length)
         if hashers is not None and set(hashers) == set(algorithms):
-            return {name: hasher.digest().hex() for name, hasher in hashers.items()}
+            return hex_digests(hashers)
         recorded = self._digests.recorded(upload)  # by another worker, with the offset
         if recorded is not None:
             return recorded

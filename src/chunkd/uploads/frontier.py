@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from chunkd.storage.base import SupportsDownload
 from chunkd.uploads.catching_up import catch_up, wait_recorded
 from chunkd.uploads.frontier_relay import FrontierRelay
+from chunkd.uploads.hashing import hex_digests
 from chunkd.uploads.models import Upload, UploadState
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ class Frontiers:
         changes: dict[str, object] = {"offset": offset}
         if self.relay is not None and hashers is not None and offset == upload.length:
             # the worker that completes may not be this one: it finds the digests here
-            changes["digests"] = {name: hasher.digest().hex() for name, hasher in hashers.items()}
+            changes["digests"] = hex_digests(hashers)
         advanced = await service.catalog.compare_and_set(
             upload_id, {"offset": upload.offset, "state": UploadState.RECEIVING}, changes
         )

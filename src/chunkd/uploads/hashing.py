@@ -92,6 +92,11 @@ class DigestCache:
         return upload_id in self._entries
 
 
+def hex_digests(hashers: dict[str, Hasher]) -> dict[str, str]:
+    """Each hasher's digest, as the hex the record and the API carry."""
+    return {name: hasher.digest().hex() for name, hasher in hashers.items()}
+
+
 async def hash_stored(
     storage: SupportsDownload, handle: Handle, length: int, algorithms: Iterable[str]
 ) -> dict[str, str]:
@@ -100,4 +105,4 @@ async def hash_stored(
     updates = [hasher.update for hasher in hashers.values()]
     for start in range(0, length, _SPAN):
         await storage.feed(handle, start, min(start + _SPAN, length), updates)
-    return {name: hasher.digest().hex() for name, hasher in hashers.items()}
+    return hex_digests(hashers)
