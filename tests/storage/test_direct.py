@@ -123,9 +123,26 @@ def test_buffers_are_aligned_shared_and_bounded() -> None:
     small = pool.take(1000)
     assert small is first  # far smaller than big: the small one
     pool.give(small)
-    pool.give(pool.take(2 << 20 | 1))  # a third buffer: more than keep, the smallest goes
-    assert pool.kept == (4 << 20) + (256 << 10)  # big and the third
-    assert first.closed and not big.closed
+    third = pool.take(2 << 20 | 1)
+    pool.give(third)  # more than keep: the buffer given back longest ago (big) goes
+    assert pool.kept == (256 << 10) + (2 << 20) + (256 << 10)  # first and the third
+    assert big.closed and not first.closed and not third.closed
+
+
+def test_larger_buffers_kept_from_before_do_not_crowd_out_the_ones_in_use() -> None:
+    # two read-backs at once filled the pool with 4 MiB buffers, which a 1 MiB write does not
+    # fit within 4x: the write buffers must still be kept and reused, not mapped each time
+    pool = BufferPool(keep=8 << 20)
+    reads = [pool.take(4 << 20), pool.take(4 << 20)]
+    for buffer in reads:
+        pool.give(buffer)
+    write = pool.take(1 << 20)
+    pool.give(write)
+    for _ in range(5):
+        again = pool.take(1 << 20)
+        assert again is write
+        pool.give(again)
+    assert pool.kept <= 8 << 20 and reads[0].closed
 
 
 def test_a_buffer_still_viewed_is_dropped_without_an_error() -> None:

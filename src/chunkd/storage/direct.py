@@ -44,14 +44,17 @@ def open_direct(path: os.PathLike[str] | str, flags: int) -> int | None:
 
 
 class BufferPool:
-    """Page-aligned buffers (anonymous ``mmap``) shared by every thread: taken for one write,
-    given back after it.
+    """Page-aligned buffers (private anonymous ``mmap``) shared by every thread: taken for one
+    write or read, given back after it.
 
-    Reused because a buffer touched once is cheap and a fresh one costs a page fault per page.
-    Shared rather than one per thread so memory follows the batches in flight, not the
-    largest batch each of the disk threads ever wrote (with 32 uploads at once, 15 threads
-    kept 1-1.25 MiB each from the first, larger batches: 19 MiB). At most ``keep`` bytes wait
-    in the pool; a buffer is only handed out for a size it fits within 4x.
+    Reused because a buffer touched once is cheap and a fresh one costs a page fault per page,
+    each zero-filled. Shared rather than one per thread so memory follows the batches in
+    flight, not the largest batch each of the disk threads ever wrote (with 32 uploads at
+    once, 15 threads kept 1-1.25 MiB each from the first, larger batches: 19 MiB). A buffer is
+    only handed out for a size it fits within 4x; at most ``keep`` bytes wait in the pool, and
+    past that the buffer given back longest ago goes. (Dropping the smallest instead let two
+    4 MiB read-back buffers fill the pool for good: every 1 MiB write buffer after them was
+    mapped, faulted in and unmapped again, a quarter of a busy server's CPU.)
     """
 
     def __init__(self, keep: int) -> None:
@@ -67,17 +70,18 @@ class BufferPool:
                 buffer = min(fits, key=len)
                 self._free.remove(buffer)
                 return buffer
-        return mmap.mmap(-1, want)
+        # private: a shared anonymous mapping is backed by shmem, whose faults cost more
+        return mmap.mmap(-1, want, flags=mmap.MAP_PRIVATE)
 
     def give(self, buffer: mmap.mmap) -> None:
         with self._lock:
-            self._free.append(buffer)
+            self._free.append(buffer)  # the most recently used last
             while sum(len(b) for b in self._free) > self._keep:
-                self._free.remove(least := min(self._free, key=len))
+                oldest = self._free.pop(0)
                 # still viewed (a failed write's traceback holds a slice): unmapped when the
                 # last view goes
                 with contextlib.suppress(BufferError):
-                    least.close()
+                    oldest.close()
 
     @property
     def kept(self) -> int:
