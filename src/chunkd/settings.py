@@ -71,9 +71,12 @@ class Settings(BaseSettings):
     # write_batch each, but all writers together share write_budget. Unset, it follows the
     # engine: under uvicorn 8 MiB (32 uploads at once: 750-830 MB/s against 630-680 at 2 MiB,
     # peak RSS 90-91 MiB); granian keeps more per connection itself (8 MiB: 109-117 MiB
-    # peak), so 2 MiB there (98 MiB).
+    # peak), so 2 MiB there (98 MiB). A few uploads at once take 4 MiB batches: each batch
+    # costs a disk-thread hand-off, a hashing hand-off and a direct write, and one 1 GiB
+    # PATCH took 1.6-1.7 CPU-seconds of the server at 4 MiB against 2.0-2.1 at 1 MiB;
+    # 8 MiB batches outgrow the aligned-buffer pool (storage/direct.py) and were slower.
     read_buffer: ByteSize = Field(ByteSize(128 * 1024), ge=16 * 1024, le=16 * 1024 * 1024)
-    write_batch: ByteSize = Field(ByteSize(1024 * 1024), ge=64 * 1024, le=64 * 1024 * 1024)
+    write_batch: ByteSize = Field(ByteSize(4 * 1024 * 1024), ge=64 * 1024, le=64 * 1024 * 1024)
     write_budget: ByteSize | None = Field(None, ge=1024 * 1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
