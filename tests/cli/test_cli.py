@@ -28,3 +28,17 @@ def test_cleanup_runs_once(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "expired 0 uploads" in result.output
     assert (tmp_path / "catalog.sqlite3").exists()
+
+
+def test_client_commands_start_without_the_servers_or_asyncs_imports() -> None:
+    # every `chunkd upload` pays for what the command line imports: the server's settings,
+    # asyncio (for AsyncClient) and httpx's own command line are left out
+    script = (
+        "import sys, chunkd.cli.main, chunkd.client, httpx; "
+        "print(sorted(m for m in ('asyncio', 'pydantic_settings', 'pygments', 'fastapi') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -122,6 +121,8 @@ def cleanup(
             f"reclaimed {report.bytes_reclaimed} bytes"
         )
 
+    import asyncio
+
     asyncio.run(clean())
 
 
@@ -177,6 +178,8 @@ def sign(
             typer.echo(f"chunkd: no upload {upload} in {settings.data_dir}", err=True)
             raise typer.Exit(1)
         return record.owner
+
+    import asyncio
 
     token = signer.for_upload(upload, asyncio.run(owner_of()), expires_at)
     typer.echo(with_signature(f"{base}/files/{upload}", token))

@@ -12,7 +12,8 @@ with Client("http://127.0.0.1:8080", token) as client:
 ``protocol="tus"``. Give ``state=ResumeState()`` to resume across processes.
 """
 
-from chunkd.client._async import AsyncClient
+from typing import TYPE_CHECKING
+
 from chunkd.client._errors import (
     Cancelled,
     ChunkdError,
@@ -25,6 +26,9 @@ from chunkd.client._progress import Progress
 from chunkd.client._retry import RetryPolicy
 from chunkd.client._state import ResumeState, default_data_dir
 from chunkd.client._sync import Client
+
+if TYPE_CHECKING:
+    from chunkd.client._async import AsyncClient
 
 __all__ = [
     "AsyncClient",
@@ -40,3 +44,12 @@ __all__ = [
     "UploadResult",
     "default_data_dir",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # AsyncClient loads asyncio (40 ms): ``chunkd upload`` and threaded callers do without it
+    if name == "AsyncClient":
+        from chunkd.client._async import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
