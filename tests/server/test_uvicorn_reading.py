@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from chunkd.server.uvicorn_reading import CHUNK, MIN_DIRECT, PATIENCE, ReadingProtocol
+from chunkd.server.uvicorn_reading import CHUNK, MIN_DIRECT, PATIENCE, ReadingProtocol, unfilled
 
 
 @dataclass
@@ -193,3 +193,12 @@ def test_small_and_chunked_bodies_go_uvicorns_way(served: tuple[Recorder, int]) 
         assert _responses(conn, 2) == [str(len(small)).encode(), b"1200000"]
     assert bytes(app.seen[0].body) == small and bytes(app.seen[1].body) == b"".join(pieces)
     assert {kind for seen in app.seen for kind, _ in seen.kinds} == {"bytes"}
+
+
+def test_an_unfilled_chunk_is_a_plain_writable_bytearray_of_its_size() -> None:
+    chunk = unfilled(CHUNK)
+    assert type(chunk) is bytearray and len(chunk) == CHUNK
+    chunk[:5] = b"hello"
+    del chunk[5:]  # as take() cuts a chunk to what was read into it
+    assert chunk == b"hello"
+    assert unfilled(0) == bytearray()

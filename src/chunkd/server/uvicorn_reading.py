@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 from typing import Any
 
 import httptools
@@ -36,6 +37,22 @@ MIN_DIRECT = 256 * 1024
 CHUNK = 256 * 1024
 PATIENCE = 0.02
 
+_new_bytearray = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.c_ssize_t)(
+    ("PyByteArray_FromStringAndSize", ctypes.pythonapi)
+)
+
+
+def unfilled(size: int) -> bytearray:
+    """A ``bytearray`` of ``size`` bytes as the allocator left them, not zero-filled.
+
+    ``bytearray(size)`` clears every byte only for the socket read to overwrite it: 10 us a
+    chunk, 7-8 % of the event loop's thread with 32 uploads at once (perf). A chunk is only
+    ever handed over cut to the bytes read into it (:meth:`BodyReader.take`), so what the
+    allocator left behind is never seen.
+    """
+    chunk: bytearray = _new_bytearray(None, size)
+    return chunk
+
 
 class BodyReader(asyncio.BufferedProtocol):
     """The connection's protocol while the rest of one body is read into chunks."""
@@ -45,7 +62,7 @@ class BodyReader(asyncio.BufferedProtocol):
         self._cycle = cycle
         self._transport = owner.transport
         self.unread = remaining  # body bytes not yet in a chunk
-        self._chunk = bytearray(min(CHUNK, remaining))
+        self._chunk = unfilled(min(CHUNK, remaining))
         self.filled = 0
         self._paused = False
         self._timer: asyncio.TimerHandle | None = None
@@ -72,7 +89,7 @@ class BodyReader(asyncio.BufferedProtocol):
         self._cancel_timer()
         self.filled = 0
         if self.unread > 0:
-            self._chunk = bytearray(min(CHUNK, self.unread))
+            self._chunk = unfilled(min(CHUNK, self.unread))
             if self._paused:
                 self._paused = False
                 self._transport.resume_reading()
