@@ -30,15 +30,23 @@ def test_cleanup_runs_once(tmp_path: Path) -> None:
     assert (tmp_path / "catalog.sqlite3").exists()
 
 
-def test_client_commands_start_without_the_servers_or_asyncs_imports() -> None:
-    # every `chunkd upload` pays for what the command line imports: the server's settings,
-    # asyncio (for AsyncClient) and httpx's own command line are left out
-    script = (
-        "import sys, chunkd.cli.main, chunkd.client, httpx; "
-        "print(sorted(m for m in ('asyncio', 'pydantic_settings', 'pygments', 'fastapi') "
-        "if m in sys.modules))"
-    )
+def _loaded_after(code: str, modules: tuple[str, ...]) -> list[str]:
+    script = f"import sys; {code}; print(','.join(m for m in {modules!r} if m in sys.modules))"
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
     )
-    assert result.stdout.strip() == "[]"
+    return [name for name in result.stdout.strip().split(",") if name]
+
+
+def test_the_command_line_loads_what_a_command_needs_when_it_runs() -> None:
+    # every command imports the command line: `chunkd serve` (whose memory counts) needs
+    # neither the client (httpx) nor rich, nor a client command the server's settings
+    heavy = ("asyncio", "httpx", "rich", "pydantic_settings", "fastapi", "pygments")
+    assert _loaded_after("import chunkd.cli.main", heavy) == []
+    # a client command: httpx, but neither asyncio (AsyncClient) nor httpx's own command line
+    assert (
+        _loaded_after(
+            "import chunkd.cli.main; from chunkd.client import Client", ("asyncio", "pygments")
+        )
+        == []
+    )

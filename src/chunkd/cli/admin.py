@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 from chunkd.cli.client_config import Target, resolve
 from chunkd.uploads.models import UploadState
+
+if TYPE_CHECKING:  # httpx and rich load when a command runs: every `chunkd` command, `chunkd
+    # serve` included, imports this module
+    import httpx
+    from rich.console import Console
+    from rich.table import Table
 
 admin_app = typer.Typer(
     no_args_is_help=True, help="Inspect and operate a server (needs the admin scope)."
@@ -39,6 +41,8 @@ class AdminError(Exception):
 
 class AdminClient:
     def __init__(self, target: Target, timeout: float = 30.0) -> None:
+        import httpx
+
         headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
         self.server = target.server
         self.authenticated = target.token is not None
@@ -50,6 +54,8 @@ class AdminClient:
         self._http.close()
 
     def call(self, method: str, path: str, params: Any = None) -> Any:
+        import httpx
+
         try:
             answer = self._http.request(method, path, params=params)
         except httpx.TransportError as error:
@@ -99,6 +105,8 @@ def _print_json(value: Any) -> None:
 
 
 def _console() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False)
 
 
@@ -156,10 +164,19 @@ def _state(value: str) -> str:
     return f"[{style}]{value}[/]" if style else value
 
 
+def _plain(*, header: bool = True, title: str | None = None) -> Table:
+    """An empty table without edges: a rule under the header, if it has one."""
+    from rich import box
+    from rich.table import Table
+
+    return Table(box=box.SIMPLE_HEAD if header else box.SIMPLE, show_header=header,
+                 pad_edge=False, show_edge=False, title=title, title_justify="left",
+                 title_style="bold")  # fmt: skip
+
+
 def _table(*headers: str, title: str | None = None) -> Table:
     """A plain table: a rule under the header, numbers (every column but the first) right."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, title=title,
-                  title_justify="left", title_style="bold")  # fmt: skip
+    table = _plain(title=title)
     for index, header in enumerate(headers):
         table.add_column(header, justify="left" if index == 0 else "right", no_wrap=True)
     return table
@@ -203,7 +220,7 @@ def ls(
         _print_json({"uploads": uploads, "next": cursor})
         return
     console = _console()
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table = _plain()
     table.add_column("ID", no_wrap=True, min_width=32)
     table.add_column("OWNER", no_wrap=True, max_width=24)
     table.add_column("STATE", no_wrap=True)
@@ -243,7 +260,7 @@ def show(
 
 
 def _detail(upload: dict[str, Any]) -> Table:
-    table = Table(box=box.SIMPLE, show_header=False, pad_edge=False, show_edge=False)
+    table = _plain(header=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
 

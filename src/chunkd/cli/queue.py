@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from chunkd.cli.client_config import parse_meta, resolve
-from chunkd.client import Client, ResumeState, RetryPolicy
-from chunkd.client.queue import STATUSES, Item, UploadQueue, sync_round
+from chunkd.client.queue import STATUSES, Item, UploadQueue
+
+# rich and the client (httpx) load in the commands that use them: every `chunkd` command,
+# `chunkd serve` included, imports this module
 
 queue_app = typer.Typer(no_args_is_help=True, help="Files waiting to be uploaded.")
 _DIR = typer.Option(help="Queue directory [CHUNKD_CLIENT_DIR/queue].", envvar="CHUNKD_QUEUE_DIR")
@@ -54,6 +54,9 @@ def ls(
         for item in items:
             typer.echo(json.dumps(item.as_dict()))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table("id", "status", "size", "file", "upload / error")
     for item in items:
         table.add_row(str(item.id), item.status, str(item.size), item.path,
@@ -92,6 +95,11 @@ def sync(
     queue_dir: Annotated[Path | None, _DIR] = None,
 ) -> None:
     """Upload every pending item; wait and retry while the server is unreachable."""
+    from rich.console import Console
+
+    from chunkd.client import Client, ResumeState, RetryPolicy
+    from chunkd.client.syncing import sync_round
+
     target = resolve(server, token)
     queue = UploadQueue(queue_dir)
     state = ResumeState()

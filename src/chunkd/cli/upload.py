@@ -8,26 +8,31 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from chunkd.cli.client_config import parse_meta, parse_size, resolve
-from chunkd.client import ChunkdError, Client, ResumeState, RetryPolicy, UploadResult
-from chunkd.client import Progress as UploadProgress
+
+if TYPE_CHECKING:  # rich and the client (httpx) load when the command runs: every `chunkd`
+    # command, `chunkd serve` included, imports this module
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+    from chunkd.client import Progress as UploadProgress
+    from chunkd.client import UploadResult
 
 
 def progress_bars(console: Console) -> Progress:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     return Progress(
         TextColumn("{task.description}", table_column=None),
         BarColumn(bar_width=30),
@@ -61,6 +66,10 @@ def upload(
     timeout: Annotated[float, typer.Option(help="Network timeout, seconds.")] = 60.0,
 ) -> None:
     """Upload files; an interrupted upload resumes when the same command runs again."""  # fmt: skip
+    from rich.console import Console
+
+    from chunkd.client import ChunkdError, Client, ResumeState, RetryPolicy
+
     target = resolve(server, token)
     metadata = parse_meta(meta)
     console = Console(stderr=True)
