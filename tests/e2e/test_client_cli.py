@@ -212,3 +212,36 @@ def test_sync_follows_the_server_through_processing_by_its_events(tmp_path: Path
     moves = [line.split()[1] for line in done.stderr.splitlines() if line.startswith("1 ")]
     assert moves == ["uploading", "uploaded", "processing", "completed"], done.stderr
     assert sum(receiver.delivered.values()) == 1 and receiver.calls == 3
+
+
+def test_without_a_terminal_the_cli_writes_plain_lines(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """A script or a log gets one plain line per file (no bars, no colour codes), and Ctrl-C
+    says how to resume."""
+    env = cli_env(tmp_path)
+    small = tmp_path / "[take 1].wav"  # brackets: not mistaken for markup
+    small.write_bytes(os.urandom(1000))
+    done = subprocess.run(
+        chunkd("upload", str(small), "--server", server.url, env=env),
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith(f"✓ {small} uploaded → {server.url}/")
+    assert len(done.stderr.splitlines()) == 1 and "\x1b[" not in done.stderr
+
+    with ChaosProxy(server.port) as proxy:
+        proxy.rate = 1 * MiB
+        big = tmp_path / "big.bin"
+        big.write_bytes(os.urandom(8 * MiB))
+        args = ["upload", str(big), "--server", proxy.url, "--part-size", "1MiB"]
+        process = subprocess.Popen(
+            chunkd(*args, env=env), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        time.sleep(2)
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert errors.startswith("interrupted: what the server acknowledged is kept; run the same")
+    assert f"chunkd upload {big}" in errors and "\x1b[" not in errors

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Self, cast
 
 import typer
 
@@ -21,6 +22,53 @@ if TYPE_CHECKING:  # rich and the client (httpx) load when the command runs: eve
 
     from chunkd.client import Progress as UploadProgress
     from chunkd.client import UploadResult
+
+
+class _Quiet:
+    """The progress bars' stand-in when nobody watches them (a script, a log)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: int) -> TaskID:
+        return cast("TaskID", 0)
+
+    def update(self, task: TaskID, **fields: Any) -> None:
+        return None
+
+
+class _Out:
+    """Where the command's lines go: to a terminal, rich progress bars and coloured lines;
+    otherwise (a script, ``--json``, a log) plain lines, and rich is not even loaded (a
+    tenth of a short upload's start-up). ``FORCE_COLOR`` asks for rich anyway."""
+
+    def __init__(self) -> None:
+        self.console: Console | None = None
+        if sys.stderr.isatty() or os.environ.get("FORCE_COLOR"):
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
+
+    def bars(self) -> Progress | _Quiet:
+        return _Quiet() if self.console is None else progress_bars(self.console)
+
+    def label(self, style: str, text: str) -> str:
+        """A bar's description: ``text`` in ``style``."""
+        if self.console is None:
+            return text
+        from rich.markup import escape
+
+        return f"[{style}]{escape(text)}[/]" if style else escape(text)
+
+    def say(self, style: str, lead: str, rest: str = "") -> None:
+        """One line on stderr: ``lead`` in ``style``, then ``rest``."""
+        if self.console is None:
+            print(lead + rest, file=sys.stderr, flush=True)
+        else:
+            self.console.print(self.label(style, lead) + self.label("", rest))
 
 
 def progress_bars(console: Console) -> Progress:
@@ -66,13 +114,11 @@ def upload(
     timeout: Annotated[float, typer.Option(help="Network timeout, seconds.")] = 60.0,
 ) -> None:
     """Upload files; an interrupted upload resumes when the same command runs again."""  # fmt: skip
-    from rich.console import Console
-
     from chunkd.client import ChunkdError, Client, ResumeState, RetryPolicy
 
     target = resolve(server, token)
     metadata = parse_meta(meta)
-    console = Console(stderr=True)
+    out = _Out()
     cancel = threading.Event()
     state = ResumeState()
     failed = 0
@@ -81,35 +127,36 @@ def upload(
         protocol="tus" if tus else "rest", retry=RetryPolicy(attempts=retries), state=state,
         timeout=timeout,
     )  # fmt: skip
-    bars = progress_bars(console)
+    bars = out.bars()
     sizes = [path.stat().st_size for path in files]
     try:
         with client, bars:
-            total = bars.add_task(f"[bold]total ({len(files)} files)", total=sum(sizes))
+            total = bars.add_task(
+                out.label("bold", f"total ({len(files)} files)"), total=sum(sizes)
+            )
             done_before = 0
             for path, size in zip(files, sizes, strict=True):
-                task = bars.add_task(path.name, total=size)
+                name = out.label("", path.name)
+                task = bars.add_task(name, total=size)
                 try:
                     result = client.upload(
                         path, metadata=metadata, cancel=cancel,
-                        on_progress=_follow(bars, task, total, done_before, path.name),
+                        on_progress=_follow(bars, task, total, done_before, name),
                     )  # fmt: skip
                 except ChunkdError as error:
                     failed += 1
-                    bars.update(task, description=f"[red]{path.name} failed")
-                    _report(console, json_output, path, None, str(error))
+                    bars.update(task, description=out.label("red", f"{path.name} failed"))
+                    _report(out, json_output, path, None, str(error))
                 else:
-                    bars.update(task, completed=size, description=f"[green]{path.name}")
-                    _report(console, json_output, path, result, None)
+                    bars.update(task, completed=size, description=out.label("green", path.name))
+                    _report(out, json_output, path, result, None)
                 done_before += size
                 bars.update(total, completed=done_before)
     except KeyboardInterrupt:
         cancel.set()
         again = shlex.join(["chunkd", *sys.argv[1:]])
-        console.print(
-            f"[yellow]interrupted[/]: what the server acknowledged is kept; "
-            f"run the same command again to resume:\n  {again}"
-        )
+        out.say("yellow", "interrupted", ": what the server acknowledged is kept; "
+                f"run the same command again to resume:\n  {again}")  # fmt: skip
         raise typer.Exit(130) from None
     finally:
         state.close()
@@ -118,7 +165,7 @@ def upload(
 
 
 def _follow(
-    bars: Progress, task: TaskID, total: TaskID, before: int, name: str
+    bars: Progress | _Quiet, task: TaskID, total: TaskID, before: int, name: str
 ) -> Callable[[UploadProgress], None]:
     def update(progress: UploadProgress) -> None:
         bars.update(task, completed=progress.bytes_sent, description=name)
@@ -128,7 +175,7 @@ def _follow(
 
 
 def _report(
-    console: Console, as_json: bool, path: Path, result: UploadResult | None, error: str | None
+    out: _Out, as_json: bool, path: Path, result: UploadResult | None, error: str | None
 ) -> None:
     if as_json:
         line = {"file": str(path), "ok": error is None, "error": error}
@@ -139,9 +186,9 @@ def _report(
             )  # fmt: skip
         print(json.dumps(line), flush=True)
     elif error is not None:
-        console.print(f"[red]✗ {path}[/]: {error}")
+        out.say("red", f"✗ {path}", f": {error}")
     else:
         assert result is not None
         how = "resumed" if result.resumed else "uploaded"
         digest = result.sha256[:16]
-        console.print(f"[green]✓ {path}[/] {how} → {result.location} (sha256 {digest}…)")
+        out.say("green", f"✓ {path}", f" {how} → {result.location} (sha256 {digest}…)")
