@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import functools
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -113,10 +114,14 @@ class _LocalWriter(ByteWriter):
         await self._settle()
         if not self._batch:
             return
+        self._pending = self._storage.run(self._write_batch, *self._take())
+
+    def _take(self) -> tuple[list[bytes], int]:
+        """The batch collected so far and where it goes; the next one starts after it."""
         batch, offset = self._batch, self._position
         self._position += self._batched
         self._batch, self._batched = [], 0
-        self._pending = self._storage.run(self._write_batch, batch, offset)
+        return batch, offset
 
     async def _settle(self) -> None:
         """Wait for the batch in flight. Shielded: if the request is cancelled meanwhile (a
@@ -126,14 +131,21 @@ class _LocalWriter(ByteWriter):
             await asyncio.shield(self._pending)
             self._pending = None
 
-    def _write_batch(self, batch: list[bytes], offset: int) -> None:
+    def _write_batch(
+        self, batch: list[bytes], offset: int, then: Callable[[], None] | None = None
+    ) -> None:
+        """Write (and hash) a batch; ``then`` runs once it is written, while its hashing may
+        still be going on beside it."""
+        showing = None
         if self._storage.writers > _OVERLAP_WRITERS:
             show_all(self._observers, batch)  # many writers: the threads are busy already
-            self._write_out(batch, offset)
-            return
-        showing = show_beside(self._observers, batch)
+        else:
+            showing = show_beside(self._observers, batch)
         try:
-            self._write_out(batch, offset)
+            if batch:
+                self._write_out(batch, offset)
+            if then is not None:
+                then()
         finally:
             if showing is not None:
                 showing.result()
@@ -153,32 +165,20 @@ class _LocalWriter(ByteWriter):
 
     async def flush(self, *, durable: bool) -> int:
         await self._settle()
-        batch, offset = self._batch, self._position
-        self._position += self._batched
-        self._batch, self._batched = [], 0
-        self._pending = self._storage.run(self._write_last, batch, offset, durable)
+        batch, offset = self._take()
+        # The last batch, the bytes short of a block carried so far and the sync in one trip
+        # to a disk thread, the last batch hashed beside the sync rather than before it: this
+        # is what a request waits for after its last byte.
+        end = functools.partial(self._end, durable)
+        self._pending = self._storage.run(self._write_batch, batch, offset, end)
         await self._settle()
         return self._position
 
-    def _write_last(self, batch: list[bytes], offset: int, durable: bool) -> None:
-        """The last batch, the bytes short of a block carried so far, and the sync, in one
-        trip to a disk thread; the last batch is hashed beside its write and the sync, not
-        before the sync. This is what a request waits for after its last byte."""
-        showing = None
-        if batch and self._storage.writers > _OVERLAP_WRITERS:
-            show_all(self._observers, batch)
-        elif batch:
-            showing = show_beside(self._observers, batch)
-        try:
-            if batch:
-                self._write_out(batch, offset)
-            if self._stream is not None:
-                self._stream.end()
-            if durable:
-                os.fdatasync(self._fd)
-        finally:
-            if showing is not None:
-                showing.result()
+    def _end(self, durable: bool) -> None:
+        if self._stream is not None:
+            self._stream.end()
+        if durable:
+            os.fdatasync(self._fd)
 
     async def close(self) -> None:
         try:
