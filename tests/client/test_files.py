@@ -78,6 +78,21 @@ def test_spans_skipped_by_a_resume_still_count_in_the_sha256(fd: int, data: byte
     reader.close()
 
 
+def test_a_span_of_whole_blocks_combines_their_crcs_without_reading_again(
+    fd: int, data: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = FileReader(fd, len(data), 2 * MiB + 3)
+    reader.sha256()  # the pass is done: every block's crc is known
+    monkeypatch.setattr(os, "pread", lambda *args: pytest.fail("read again"))
+    block = 2 * MiB + 3
+    for first, count in [(0, 2), (1, 3), (2, 3), (0, 5)]:  # 5 blocks, the last one short
+        start, stop = first * block, min(len(data), (first + count) * block)
+        span = FileSpan(start, stop - start, "upload-checksum")
+        value = crc_header(data[start:stop])
+        assert reader.checksum(span) == {"Upload-Checksum": f"crc32c {value}"}
+    reader.close()
+
+
 def test_the_pass_runs_only_a_few_blocks_ahead_and_stops_on_close(fd: int, data: bytes) -> None:
     reader = FileReader(fd, len(data), MiB, ahead=2)
     reader.checksum(FileSpan(0, MiB, "content-digest"))

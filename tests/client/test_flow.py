@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -231,8 +232,56 @@ def test_tus_patches_part_sized_requests_and_asks_head_after_a_failure() -> None
         return ok(204, None, **{"upload-offset": str(state["offset"])})
 
     driver = Driver(answer)
-    result = driver.run(tus_flow(PLAN))
+    result = driver.run(tus_flow(replace(PLAN, largest_patch=100)))
     spans = [(e.body.offset, e.body.length) for e in driver.effects
              if isinstance(e, Request) and e.body]  # fmt: skip
     assert spans == [(0, 100), (100, 100), (130, 70), (200, 50)]
     assert result.id == "t1" and result.location == f"{BASE}/files/t1"
+
+
+def tus_server(cuts: set[int]) -> tuple[Callable[[Request], Answer], list[tuple[int, int]]]:
+    """A tus server that drops the PATCHes starting at ``cuts`` (once each), keeping nothing
+    of them; returns it and the spans it was sent."""
+    state = {"offset": 0}
+    spans: list[tuple[int, int]] = []
+
+    def answer(request: Request) -> Answer:
+        if request.method == "POST":
+            return ok(201, None, location="/files/t1")
+        if request.method == "HEAD":
+            return ok(200, None, **{"upload-offset": str(state["offset"])})
+        assert request.body is not None
+        spans.append((request.body.offset, request.body.length))
+        if request.body.offset in cuts:
+            cuts.discard(request.body.offset)
+            return TransportFailure("cut")
+        state["offset"] = request.body.offset + request.body.length
+        return ok(204, None, **{"upload-offset": str(state["offset"])})
+
+    return answer, spans
+
+
+@pytest.mark.parametrize(
+    ("size", "largest", "cuts", "expected"),
+    [
+        # doubling from one part to the largest PATCH, in whole parts
+        (1000, 400, set(), [(0, 100), (100, 200), (300, 400), (700, 300)]),
+        # the largest is rounded down to whole parts; never below one part
+        (600, 250, set(), [(0, 100), (100, 200), (300, 200), (500, 100)]),
+        (300, 10, set(), [(0, 100), (100, 100), (200, 100)]),
+        # after a cut: one part again, growing to half the span that failed at most
+        (1500, 400, {300}, [(0, 100), (100, 200), (300, 400), (300, 100), (400, 200),
+                            (600, 200), (800, 200), (1000, 200), (1200, 200), (1400, 100)]),
+        # a link that keeps failing goes back to one part at a time
+        (700, 400, {100, 200}, [(0, 100), (100, 200), (100, 100), (200, 100), (200, 100),
+                                (300, 100), (400, 100), (500, 100), (600, 100)]),
+    ],
+)  # fmt: skip
+def test_tus_patches_grow_while_they_succeed_and_shrink_after_a_failure(
+    size: int, largest: int, cuts: set[int], expected: list[tuple[int, int]]
+) -> None:
+    answer, spans = tus_server(cuts)
+    plan = replace(PLAN, size=size, largest_patch=largest)
+    result = Driver(answer).run(tus_flow(plan))
+    assert spans == expected
+    assert result.parts_sent == len(expected)

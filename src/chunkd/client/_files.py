@@ -22,6 +22,7 @@ import crc32c
 
 from chunkd.client._effects import FileSpan
 from chunkd.client._errors import Cancelled, FileChanged
+from chunkd.protocol.crc_combine import crc32c_combine
 
 MiB = 1024 * 1024
 _READ = 4 * MiB  # the sequential pass
@@ -56,8 +57,10 @@ class FileReader:
     A worker thread makes the one pass over the file, block by block (a block is a part: the
     spans the flows send are parts, or end on a part boundary), feeding the whole-file sha256
     and keeping each block's crc32c. It runs a few blocks ahead of the furthest span asked for,
-    so a span's checksum is ready when it is sent and its bytes are still in the page cache;
-    a span that is not one block (the first after a tus resume) is read and checked alone.
+    so a span's checksum is ready when it is sent and its bytes are still in the page cache.
+    A span of several whole blocks (a tus PATCH grown past one part) combines their crcs; a
+    span that does not start on a block (the first after a tus resume) is read and checked
+    alone.
     """
 
     def __init__(
@@ -111,10 +114,16 @@ class FileReader:
         return self._sha256
 
     def _crc32c(self, span: FileSpan) -> int:
-        index, rest = divmod(span.offset, self._block)
-        if rest == 0 and span.length == min(self._block, self._size - span.offset):
-            self._wait(index + 1)
-            return self._crcs[index]
+        first, rest = divmod(span.offset, self._block)
+        end = span.offset + span.length
+        if rest == 0 and span.length > 0 and (end % self._block == 0 or end == self._size):
+            last = -(-end // self._block)  # whole blocks: their crcs, combined
+            self._wait(last)
+            value = self._crcs[first]
+            for index in range(first + 1, last):
+                length = min(self._block, self._size - index * self._block)
+                value = crc32c_combine(value, self._crcs[index], length)
+            return value
         crc = crc32c.CRC32CHash()
         for chunk in self.chunks(span):
             crc.update(chunk)

@@ -47,6 +47,7 @@ class UploadPlan:
     content_type: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    largest_patch: int = 64 * 1024 * 1024  # tus: a PATCH grows to this (in whole parts)
 
 
 @dataclass(frozen=True)
@@ -199,12 +200,18 @@ def tus_flow(plan: UploadPlan, prior: Session | None = None) -> Flow[UploadResul
         offset = 0
     sent = 0
     failures = 0
+    # Each PATCH ends on a part boundary, so a resumed upload realigns after one request. It
+    # spans one part at first, twice as many after each success, up to ``largest_patch``:
+    # every request ends with a sync and a commit on the server (~6 ms here, a quarter of
+    # the time for 16 MiB PATCHes). A PATCH cut off loses all of itself (its checksum cannot
+    # be verified), so after a failure it is one part again, and grows to half the span that
+    # failed at most (a link that keeps failing goes back to one part at a time).
+    parts, most = 1, max(1, plan.largest_patch // plan.part_size)
     while True:
         yield Progressed(offset, absolute=True)
         if offset >= plan.size:
             break
-        # end each PATCH on a part boundary, so a resumed upload realigns after one request
-        end = min(plan.size, (offset // plan.part_size + 1) * plan.part_size)
+        end = min(plan.size, (offset // plan.part_size + parts) * plan.part_size)
         headers = {
             **TUS,
             "Upload-Offset": str(offset),
@@ -215,7 +222,9 @@ def tus_flow(plan: UploadPlan, prior: Session | None = None) -> Flow[UploadResul
         sent += 1
         if isinstance(reply, Response) and reply.status == 204:
             offset, failures = int(reply.headers["upload-offset"]), 0
+            parts = min(parts * 2, most)
             continue
+        parts, most = 1, max(1, parts // 2)
         if isinstance(reply, Response) and reply.status == 460:
             raise FileChanged(f"the server's checksum of bytes {offset}-{end} differs")
         if (
