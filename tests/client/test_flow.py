@@ -261,6 +261,28 @@ def tus_server(cuts: set[int]) -> tuple[Callable[[Request], Answer], list[tuple[
     return answer, spans
 
 
+def test_a_grown_patch_refused_as_too_large_shrinks_and_goes_on() -> None:
+    # a proxy on the way takes bodies of at most 250 bytes
+    served, spans = tus_server(set())
+
+    def answer(request: Request) -> Answer:
+        if request.body is not None and request.body.length > 250:
+            spans.append((request.body.offset, request.body.length))
+            return error(413, "REQUEST_TOO_LARGE")
+        return served(request)
+
+    plan = replace(PLAN, size=1000, largest_patch=400)
+    driver = Driver(answer)
+    driver.run(tus_flow(plan))
+    assert spans == [(0, 100), (100, 200), (300, 400), (300, 100), (400, 200), (600, 200),
+                     (800, 200)]  # fmt: skip
+    assert not any(isinstance(effect, Sleep) for effect in driver.effects)
+    # one part that is too large is refused as before: nothing smaller to try
+    small = replace(PLAN, size=1000, part_size=300, largest_patch=400)
+    with pytest.raises(ServerRefused, match="REQUEST_TOO_LARGE"):
+        Driver(answer).run(tus_flow(small))
+
+
 @pytest.mark.parametrize(
     ("size", "largest", "cuts", "expected"),
     [
