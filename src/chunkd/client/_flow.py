@@ -224,29 +224,27 @@ def tus_flow(plan: UploadPlan, prior: Session | None = None) -> Flow[UploadResul
             offset, failures = int(reply.headers["upload-offset"]), 0
             parts = min(parts * 2, most)
             continue
-        grown = parts > 1
+        # too large for something on the way (a proxy's body limit): smaller PATCHes from now
+        # on, at once (not a failure: nothing was wrong but the size)
+        too_large = isinstance(reply, Response) and reply.status == 413 and parts > 1
         parts, most = 1, max(1, parts // 2)
         if isinstance(reply, Response) and reply.status == 460:
             raise FileChanged(f"the server's checksum of bytes {offset}-{end} differs")
-        if isinstance(reply, Response) and reply.status == 413 and grown:
-            # too large for something on the way (a proxy's body limit): smaller from now on
-            known = yield from _offset(plan, session.url)
-            if known is None:
-                raise ServerRefused(404, "UPLOAD_NOT_FOUND", "the upload vanished while sending")
-            offset = known
-            continue
-        if (
-            isinstance(reply, Response)
-            and reply.status not in (409, 423)
-            and not (reply.status >= 500 or reply.status == 429)
-        ):
-            raise refused(reply)
-        failures += 1
-        if failures >= plan.retry.attempts:
-            network = isinstance(reply, TransportFailure)
-            reason = reply.reason if isinstance(reply, TransportFailure) else str(refused(reply))
-            raise RetriesExhausted(failures, reason, unreachable=network)
-        yield Sleep(plan.retry.backoff(failures))
+        if not too_large:
+            if (
+                isinstance(reply, Response)
+                and reply.status not in (409, 423)
+                and not (reply.status >= 500 or reply.status == 429)
+            ):
+                raise refused(reply)
+            failures += 1
+            if failures >= plan.retry.attempts:
+                network = isinstance(reply, TransportFailure)
+                reason = (
+                    reply.reason if isinstance(reply, TransportFailure) else str(refused(reply))
+                )
+                raise RetriesExhausted(failures, reason, unreachable=network)
+            yield Sleep(plan.retry.backoff(failures))
         known = yield from _offset(plan, session.url)
         if known is None:
             raise ServerRefused(404, "UPLOAD_NOT_FOUND", "the upload vanished while sending")
