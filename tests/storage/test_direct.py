@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chunkd.storage import local
+from chunkd.storage import direct, local
 from chunkd.storage.direct import (
     ALIGN,
     BufferPool,
@@ -60,6 +60,49 @@ def test_a_stream_lands_byte_for_byte_around_what_was_there(
     stored = path.read_bytes()
     expected = before[:offset] + data + before[offset + len(data) :]
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(expected).hexdigest()
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview, "read-only view"])
+def test_a_batch_of_a_chunk_or_two_is_copied_without_the_gil(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: object
+) -> None:
+    """Many writers at once: each batch is a chunk or so, copied by ``ctypes.memmove`` (which
+    releases the GIL), except from a read-only view; a batch of many chunks holds it."""
+    copies: list[int] = []
+    memmove = direct.ctypes.memmove
+
+    def counting(dst: int, src: object, count: int) -> int:
+        copies.append(count)
+        return int(memmove(dst, src, count))
+
+    monkeypatch.setattr(direct.ctypes, "memmove", counting)
+    rng = random.Random(str(kind))
+    data = rng.randbytes(3 * 256 * 1024 + 100)
+
+    def as_kind(piece: bytes) -> bytes:
+        if kind == "read-only view":
+            return memoryview(piece)  # type: ignore[return-value]
+        if kind is memoryview:
+            return memoryview(bytearray(piece))  # type: ignore[return-value]
+        return kind(piece)  # type: ignore[no-any-return, operator]
+
+    path = tmp_path / "upload"
+    path.touch()
+    buffered, direct_fd, stream = _stream(path, 0)
+    try:
+        stream.write([as_kind(data[: 256 * 1024])])  # one chunk
+        stream.write([as_kind(data[256 * 1024 : 300_000]), as_kind(data[300_000 : 512 * 1024])])
+        many = data[512 * 1024 :]
+        stream.write([as_kind(many[at : at + 1000]) for at in range(0, len(many), 1000)])
+        stream.end()
+    finally:
+        os.close(buffered)
+        os.close(direct_fd)
+    assert path.read_bytes() == data
+    if kind == "read-only view":
+        assert copies == []
+    else:
+        assert sum(copies) == 512 * 1024  # the two small batches; not the one of 263 chunks
 
 
 def test_bytes_carried_past_the_last_block_are_written_by_end(tmp_path: Path) -> None:
