@@ -6,18 +6,20 @@ import hashlib
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from chunkd.client import Client
+from chunkd.client import Client, _sendfile, _spans
 from chunkd.client._errors import Cancelled, FileChanged
 from chunkd.client._sendfile import FileBody, SendfileTransport
+from chunkd.client._spans import is_loopback
 from chunkd.testing.server import ServerProcess
 
 MiB = 1024 * 1024
+Sent = Callable[[int], None]
 
 
 @pytest.fixture(scope="module")
@@ -67,17 +69,21 @@ def put(
     return transport.send(request)
 
 
-def test_the_client_sends_parts_with_sendfile_and_they_arrive_intact(
+def test_the_client_sends_parts_itself_and_they_arrive_intact(
     server: ServerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The server is on this machine: the parts are copied to the socket, not sendfile'd."""
     sent: list[int] = []
-    original = SendfileTransport._send_file
 
-    def spy(sock: socket.socket, payload: FileBody) -> None:
-        sent.append(payload.length)
-        original(sock, payload)
+    def spy(sock: socket.socket, fd: int, offset: int, length: int, report: Sent) -> None:
+        sent.append(length)
+        _spans.copy_span(sock, fd, offset, length, report)
 
-    monkeypatch.setattr(SendfileTransport, "_send_file", staticmethod(spy))
+    def forbidden(sock: socket.socket, fd: int, offset: int, length: int, report: Sent) -> None:
+        raise AssertionError("sendfile to a server on this machine")
+
+    monkeypatch.setattr(_sendfile, "copy_span", spy)
+    monkeypatch.setattr(_sendfile, "sendfile_span", forbidden)
     data = os.urandom(5 * MiB + 3)
     path = tmp_path / "upload.bin"
     path.write_bytes(data)
@@ -88,6 +94,57 @@ def test_the_client_sends_parts_with_sendfile_and_they_arrive_intact(
     assert result.sha256 == hashlib.sha256(data).hexdigest()  # verified by the server
     stored = httpx.get(f"{server.files_url}{result.id}", headers={"Tus-Resumable": "1.0.0"})
     assert stored.content == data
+
+
+@pytest.mark.parametrize("copy", [True, False], ids=["copied", "sendfile"])
+def test_a_span_arrives_intact_either_way(
+    server: ServerProcess, file: tuple[int, bytes], monkeypatch: pytest.MonkeyPatch, copy: bool
+) -> None:
+    """Sendfile (a server across a network) and the copy (one on this machine), each forced
+    over loopback; progress comes in slices either way."""
+    fd, data = file
+    used: list[str] = []
+
+    def spying(name: str) -> Callable[[socket.socket, int, int, int, Sent], None]:
+        original = getattr(_spans, name)
+
+        def spy(sock: socket.socket, fd: int, offset: int, length: int, report: Sent) -> None:
+            used.append(name)
+            original(sock, fd, offset, length, report)
+
+        return spy
+
+    for name in ("copy_span", "sendfile_span"):
+        monkeypatch.setattr(_sendfile, name, spying(name))
+    urls = session(server, len(data), 4 * MiB)
+    sent: list[int] = []
+    transport = SendfileTransport(httpx.HTTPTransport(), copy_to_loopback=copy)
+    answer = put(transport, urls["parts"].replace("{n}", "0"), body(fd, data, 0, len(data), sent))
+    assert answer.status_code == 201, answer.text
+    assert used == ["copy_span" if copy else "sendfile_span"]
+    assert sum(sent) == len(data) and all(0 < n <= 4 * MiB for n in sent)
+    assert httpx.post(urls["complete"]).status_code == 200
+    stored = httpx.get(urls["self"]).json()
+    assert stored["digests"]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("10.0.0.1", False),
+        ("192.168.1.20", False),
+        ("::ffff:10.1.2.3", False),
+        ("fe80::1%eth0", False),
+        ("2001:db8::1", False),
+        ("localhost", False),  # getpeername gives addresses; a name is not assumed local
+    ],
+)
+def test_loopback_is_told_from_the_peer_address(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
 
 
 def test_connections_are_kept_alive_between_parts(

@@ -5,14 +5,14 @@ and copied again into the socket, with a trip through httpx, httpcore and h11 pe
 Uploading 1 GiB that way cost the client 1.9-2.1 CPU-seconds, of which 0.5 s went to that
 copy and those trips (``bench/client_bench.py``). :class:`SendfileTransport` sits under
 ``httpx.Client`` and sends a :class:`FileBody` over plain HTTP/1.1 itself: the head framed by
-h11, the bytes by ``socket.sendfile`` straight from the page cache, the answer parsed by h11,
-connections kept alive between parts. Any other request (TLS, a proxy, a body that is not a
-file span) goes to the ordinary httpx transport underneath, which iterates the same body.
+h11, the bytes by ``socket.sendfile`` straight from the page cache (copied instead to a server
+on this machine, see ``_spans``), the answer parsed by h11, connections kept alive between
+parts. Any other request (TLS, a proxy, a body that is not a file span) goes to the ordinary
+httpx transport underneath, which iterates the same body.
 """
 
 from __future__ import annotations
 
-import io
 import select
 import socket
 import threading
@@ -22,9 +22,8 @@ from typing import Any, cast
 import h11
 import httpx
 
-from chunkd.client._errors import FileChanged
+from chunkd.client._spans import copy_span, is_loopback, sendfile_span
 
-_SLICE = 4 * 1024 * 1024  # bytes per sendfile call: progress and cancellation between them
 _MAX_ANSWER = 1024 * 1024  # an answer to a part is a few hundred bytes of JSON
 
 
@@ -63,9 +62,10 @@ class _Span:
 
 
 class _Connection:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, copy: bool) -> None:
         self.sock = sock
         self.h11 = h11.Connection(h11.CLIENT)
+        self.copy = copy  # send by copying, not by sendfile (a server on this machine)
 
     def expired(self) -> bool:
         """Closed (or sent something unasked) while idle in the pool."""
@@ -94,8 +94,10 @@ class SendfileTransport(httpx.BaseTransport):
         *,
         keep: int = 8,
         tls: Callable[[], httpx.BaseTransport] | None = None,
+        copy_to_loopback: bool = True,
     ) -> None:
         self._inner = inner
+        self._copy_to_loopback = copy_to_loopback
         self._keep = keep
         self._make_tls = tls
         self._tls: httpx.BaseTransport | None = None
@@ -147,9 +149,8 @@ class SendfileTransport(httpx.BaseTransport):
                 return connection
             connection.close()
 
-    @staticmethod
     def _connect(
-        origin: tuple[str, int], request: httpx.Request, timeout: float | None
+        self, origin: tuple[str, int], request: httpx.Request, timeout: float | None
     ) -> _Connection:
         try:
             sock = socket.create_connection(origin, timeout=timeout)
@@ -158,7 +159,7 @@ class SendfileTransport(httpx.BaseTransport):
         except OSError as error:
             raise httpx.ConnectError(str(error), request=request) from error
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return _Connection(sock)
+        return _Connection(sock, self._copy_to_loopback and is_loopback(sock.getpeername()[0]))
 
     def _send(
         self,
@@ -204,7 +205,8 @@ class SendfileTransport(httpx.BaseTransport):
         try:
             sock.settimeout(timeouts.get("write"))
             sock.sendall(head or b"")
-            self._send_file(sock, body)
+            send = copy_span if connection.copy else sendfile_span
+            send(sock, body.fd, body.offset, body.length, body.sent)
             # h11 types the data as bytes; passed through, only its length is used
             state.send_with_data_passthrough(h11.Data(data=cast(bytes, _Span(body.length))))
             state.send(h11.EndOfMessage())
@@ -218,18 +220,6 @@ class SendfileTransport(httpx.BaseTransport):
             raise kind(str(error), request=request) from error
         sock.settimeout(timeouts.get("read"))
         return self._answer(connection, request)
-
-    @staticmethod
-    def _send_file(sock: socket.socket, body: FileBody) -> None:
-        file = io.FileIO(body.fd, "rb", closefd=False)  # what socket.sendfile takes
-        position, stop = body.offset, body.offset + body.length
-        while position < stop:
-            count = min(_SLICE, stop - position)
-            sent = sock.sendfile(file, position, count)
-            if sent < count:
-                raise FileChanged(f"the file is shorter than expected (at byte {position + sent})")
-            position += sent
-            body.sent(sent)
 
     def _early_answer(
         self, connection: _Connection, request: httpx.Request
