@@ -179,7 +179,11 @@ class _LocalWriter(ByteWriter):
         # to a disk thread, the last batch hashed beside the sync rather than before it: this
         # is what a request waits for after its last byte.
         end = functools.partial(self._end, durable)
-        self._pending = self._storage.run(self._write_batch, batch, offset, end)
+        # in a crowd the syncs go to the larger pool, so many at once do not queue behind the
+        # write threads; alone, the thread that wrote the batches ends the request
+        few = self._storage.writers <= _OVERLAP_WRITERS
+        run = self._storage.run_write if few else self._storage.run
+        self._pending = run(self._write_batch, batch, offset, end)
         await self._settle()
         return self._position
 
@@ -228,7 +232,7 @@ class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):
         # it, and more of them only contend for the cores and the GIL (32 uploads at once:
         # 1.08-1.09x with 4 here instead of sharing 16). Syncs, read-backs, downloads and joins
         # keep the other pool, so a long read-back never holds up a write; so does a request's
-        # last batch, written with its sync (32 syncs at once must not queue behind 4 threads).
+        # last batch, written with its sync, when many writers are open (``flush``).
         self._write_threads = write_threads or min(threads, 2 * _cores())
         self._executor: ThreadPoolExecutor | None = None
         self._write_executor: ThreadPoolExecutor | None = None
