@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -101,24 +99,3 @@ async def test_batches_shrink_as_writers_share_the_budget(tmp_path: Path) -> Non
         for writer in [first, *others]:
             await writer.close()
         assert storage.batch_limit == 1 << 20
-
-
-async def test_batches_have_write_threads_of_their_own(tmp_path: Path) -> None:
-    """Two per core by default; a read-back holding every other disk thread does not hold
-    up a writer's batches."""
-    cores = len(os.sched_getaffinity(0))
-    async with LocalStorage(tmp_path / "default") as storage:
-        assert storage._write_threads == min(16, 2 * cores)
-    release = threading.Event()
-    async with LocalStorage(tmp_path / "busy", threads=1, write_threads=1) as storage:
-        handle = await storage.create("abc123", 3 << 20)
-        blocked = storage.run(release.wait, 10)  # the one general disk thread, held
-        try:
-            async with storage.open_writer(handle, 0) as writer:
-                for _ in range(3):
-                    await asyncio.wait_for(writer.write(os.urandom(1 << 20)), 5)
-                await asyncio.wait_for(writer._settle(), 5)  # the batches were written
-            assert not blocked.done()
-        finally:
-            release.set()
-            await blocked

@@ -62,15 +62,6 @@ def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
 
 
 _start_writeback = _load_sync_file_range()
-
-
-def _cores() -> int:
-    """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 _READ_CHUNK = 256 * 1024
 _FEED_CHUNK = 2 * 1024 * 1024  # hashing stored bytes: large reads, overlapped with hashing
 _COPY_CHUNK = 1 << 30
@@ -123,7 +114,7 @@ class _LocalWriter(ByteWriter):
         await self._settle()
         if not self._batch:
             return
-        self._pending = self._storage.run_write(self._write_batch, *self._take())
+        self._pending = self._storage.run(self._write_batch, *self._take())
 
     def _take(self) -> tuple[list[bytes], int]:
         """The batch collected so far and where it goes; the next one starts after it."""
@@ -179,11 +170,7 @@ class _LocalWriter(ByteWriter):
         # to a disk thread, the last batch hashed beside the sync rather than before it: this
         # is what a request waits for after its last byte.
         end = functools.partial(self._end, durable)
-        # in a crowd the syncs go to the larger pool, so many at once do not queue behind the
-        # write threads; alone, the thread that wrote the batches ends the request
-        few = self._storage.writers <= _OVERLAP_WRITERS
-        run = self._storage.run_write if few else self._storage.run
-        self._pending = run(self._write_batch, batch, offset, end)
+        self._pending = self._storage.run(self._write_batch, batch, offset, end)
         await self._settle()
         return self._position
 
@@ -211,7 +198,6 @@ class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):
         batch_size: int = 1024 * 1024,
         batch_budget: int = 8 * 1024 * 1024,
         threads: int = 16,
-        write_threads: int | None = None,
         writeback: bool = True,
         direct: bool = True,
     ) -> None:
@@ -228,39 +214,22 @@ class LocalStorage(Storage, SupportsDownload, SupportsConcatenation):
         self._files = self.root / "files"
         self._batch_size = batch_size
         self._threads = threads
-        # Batches go to threads of their own, two per core: each copies its batch and writes
-        # it, and more of them only contend for the cores and the GIL (32 uploads at once:
-        # 1.08-1.09x with 4 here instead of sharing 16). Syncs, read-backs, downloads and joins
-        # keep the other pool, so a long read-back never holds up a write; so does a request's
-        # last batch, written with its sync, when many writers are open (``flush``).
-        self._write_threads = write_threads or min(threads, 2 * _cores())
         self._executor: ThreadPoolExecutor | None = None
-        self._write_executor: ThreadPoolExecutor | None = None
         self._resolved: dict[str, Path] = {}  # handle path -> checked file path
 
     async def open(self) -> None:
         self._files.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="chunkd-io")
-        self._write_executor = ThreadPoolExecutor(
-            self._write_threads, thread_name_prefix="chunkd-write"
-        )
 
     async def close(self) -> None:
-        for executor in (self._write_executor, self._executor):
-            if executor is not None:
-                executor.shutdown(wait=True)
-        self._executor = self._write_executor = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
     def run(self, function: Any, *args: Any) -> asyncio.Future[Any]:
         if self._executor is None:
             raise RuntimeError("the storage is not open")
         return asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
-
-    def run_write(self, function: Any, *args: Any) -> asyncio.Future[Any]:
-        """Run a writer's batch on the write threads."""
-        if self._write_executor is None:
-            raise RuntimeError("the storage is not open")
-        return asyncio.get_running_loop().run_in_executor(self._write_executor, function, *args)
 
     def _path(self, handle: Handle) -> Path:
         """The file behind ``handle``, resolved and checked to be inside the data directory.
