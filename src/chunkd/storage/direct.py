@@ -23,9 +23,12 @@ import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from chunkd.storage.base import Observer, show
+
+if TYPE_CHECKING:
+    from _ctypes import _CArgObject
 
 ALIGN = 4096  # the largest logical block size in common use; a multiple of every smaller one
 _GRANULE = 256 * 1024  # aligned buffers come in multiples of this
@@ -156,7 +159,7 @@ def _fill(buffer: mmap.mmap, chunks: Sequence[bytes], count: int) -> None:
     filled = 0
     for chunk in chunks:
         take = min(len(chunk), count - filled)
-        source = _source(chunk) if release else None
+        source = _source(chunk) if release and take else None
         if source is None:
             buffer[filled : filled + take] = memoryview(chunk)[:take]
         else:
@@ -166,13 +169,14 @@ def _fill(buffer: mmap.mmap, chunks: Sequence[bytes], count: int) -> None:
             break
 
 
-def _source(chunk: bytes | bytearray | memoryview) -> bytes | ctypes.Array[ctypes.c_char] | None:
-    """What ``ctypes.memmove`` can read ``chunk`` from (it holds the chunk's buffer, so a
-    ``bytearray`` cannot be resized meanwhile), or None for a read-only view."""
+def _source(chunk: bytes | bytearray | memoryview) -> bytes | _CArgObject | None:
+    """What ``ctypes.memmove`` can read ``chunk`` (not empty) from, or None for a read-only
+    view. A ``bytearray`` is passed by its first byte, viewed in place: the view holds the
+    chunk's buffer, so it cannot be resized during the copy."""
     if isinstance(chunk, bytes):
         return chunk
     try:
-        return (ctypes.c_char * len(chunk)).from_buffer(chunk)
+        return ctypes.byref(ctypes.c_char.from_buffer(chunk))
     except TypeError:  # read-only: copied holding the GIL
         return None
 
