@@ -159,7 +159,7 @@ class SendfileTransport(httpx.BaseTransport):
         except OSError as error:
             raise httpx.ConnectError(str(error), request=request) from error
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return _Connection(sock, self._copy_to_loopback and is_loopback(sock.getpeername()[0]))
+        return _Connection(sock, self._copy_to_loopback and _local(sock))
 
     def _send(
         self,
@@ -263,3 +263,12 @@ class SendfileTransport(httpx.BaseTransport):
             request=request,
             extensions={"http_version": b"HTTP/1.1"},
         )
+
+
+def _local(sock: socket.socket) -> bool:
+    """Whether the connected peer is this machine (no when that cannot be told: a
+    connection reset already fails on its first send)."""
+    try:
+        return is_loopback(str(sock.getpeername()[0]))
+    except OSError:
+        return False

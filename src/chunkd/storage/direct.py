@@ -177,7 +177,7 @@ def _source(chunk: bytes | bytearray | memoryview) -> bytes | _CArgObject | None
         return chunk
     try:
         return ctypes.byref(ctypes.c_char.from_buffer(chunk))
-    except TypeError:  # read-only: copied holding the GIL
+    except (TypeError, ValueError, BufferError):  # read-only or not contiguous: with the GIL
         return None
 
 
