@@ -5,10 +5,10 @@ and copied again into the socket, with a trip through httpx, httpcore and h11 pe
 Uploading 1 GiB that way cost the client 1.9-2.1 CPU-seconds, of which 0.5 s went to that
 copy and those trips (``bench/client_bench.py``). :class:`SendfileTransport` sits under
 ``httpx.Client`` and sends a :class:`FileBody` over plain HTTP/1.1 itself: the head framed by
-h11, the bytes by ``socket.sendfile`` straight from the page cache (copied instead to a server
-on this machine, see ``_spans``), the answer parsed by h11, connections kept alive between
-parts. Any other request (TLS, a proxy, a body that is not a file span) goes to the ordinary
-httpx transport underneath, which iterates the same body.
+h11, the bytes by ``socket.sendfile`` straight from the page cache (read and sent piece by
+piece instead to a server on this machine, see ``_spans``), the answer parsed by h11,
+connections kept alive between parts. Any other request (TLS, a proxy, a body that is not a
+file span) goes to the ordinary httpx transport underneath, which iterates the same body.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, cast
 import h11
 import httpx
 
-from chunkd.client._spans import copy_span, is_loopback, sendfile_span
+from chunkd.client._spans import is_loopback, sendfile_span
 
 _MAX_ANSWER = 1024 * 1024  # an answer to a part is a few hundred bytes of JSON
 
@@ -205,8 +205,11 @@ class SendfileTransport(httpx.BaseTransport):
         try:
             sock.settimeout(timeouts.get("write"))
             sock.sendall(head or b"")
-            send = copy_span if connection.copy else sendfile_span
-            send(sock, body.fd, body.offset, body.length, body.sent)
+            if connection.copy:  # the body's own pieces, as httpx would send them
+                for piece in body:
+                    sock.sendall(piece)
+            else:
+                sendfile_span(sock, body.fd, body.offset, body.length, body.sent)
             # h11 types the data as bytes; passed through, only its length is used
             state.send_with_data_passthrough(h11.Data(data=cast(bytes, _Span(body.length))))
             state.send(h11.EndOfMessage())

@@ -1,25 +1,23 @@
-"""A span of the file onto a socket: by ``sendfile``, or copied when the server is local.
+"""A span of the file onto a socket by ``sendfile``, unless the server is on this machine.
 
-To a server on this machine (a loopback address) the bytes are read into one buffer and
-written to the socket from it: over loopback, ``sendfile`` hands the server page-cache
-pages the client never touched, and the server's event loop, the thread its throughput rests
-on, paid for reading them cold (0.5-0.7 CPU-s per GiB against 0.3 for the same bytes from
-``send``; 1 GiB with ``--tus``: 473-521 against 512-554 MB/s on two shared cores). Across a
-network the card reads the pages, and ``sendfile`` saves the client that copy.
+To a server on this machine (a loopback address) the transport sends the body's own pieces
+instead (read 256 KiB at a time, as httpx would send them): over loopback, ``sendfile`` hands
+the server page-cache pages the client never touched, and the server's event loop, the thread
+its throughput rests on, paid for reading them cold (0.5-0.7 CPU-s per GiB against 0.3 for the
+same bytes from ``send``; 1 GiB with ``--tus``: 473-521 against 512-554 MB/s on two shared
+cores). Across a network the card reads the pages, and ``sendfile`` saves the client a copy.
 """
 
 from __future__ import annotations
 
 import io
 import ipaddress
-import os
 import socket
 from collections.abc import Callable
 
 from chunkd.client._errors import FileChanged
 
 _SLICE = 4 * 1024 * 1024  # bytes per sendfile call: progress and cancellation between them
-_COPY = 256 * 1024  # bytes per read and send when copying to a server on this machine
 
 
 def sendfile_span(
@@ -36,26 +34,6 @@ def sendfile_span(
             raise FileChanged(f"the file is shorter than expected (at byte {position + done})")
         position += done
         sent(done)
-
-
-def copy_span(
-    sock: socket.socket, fd: int, offset: int, length: int, sent: Callable[[int], None]
-) -> None:
-    """The same bytes read into one buffer and written to the socket from it."""
-    buffer = bytearray(min(_COPY, length))
-    view = memoryview(buffer)
-    position, stop = offset, offset + length
-    unreported = 0
-    while position < stop:
-        count = os.preadv(fd, [view[: min(len(buffer), stop - position)]], position)
-        if count <= 0:
-            raise FileChanged(f"the file is shorter than expected (at byte {position})")
-        sock.sendall(view[:count])
-        position += count
-        unreported += count
-        if unreported >= _SLICE or position == stop:
-            sent(unreported)
-            unreported = 0
 
 
 def is_loopback(host: str) -> bool:
