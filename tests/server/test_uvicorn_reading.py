@@ -3,6 +3,7 @@ the connection's next request intact, a client's last bytes handed over."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from chunkd.server import uvicorn_reading
 from chunkd.server.uvicorn_reading import CHUNK, MIN_DIRECT, PATIENCE, ReadingProtocol, unfilled
 
 
@@ -27,10 +29,13 @@ class Seen:
 
 
 class Recorder:
-    """Reads each body (``/early``: answers first) and answers with the length it read."""
+    """Reads each body (``/early``: answers first; ``/hold``: stops asking after its first
+    whole chunk until ``release`` is set) and answers with the length it read."""
 
     def __init__(self) -> None:
         self.seen: list[Seen] = []
+        self.holding = threading.Event()
+        self.release = threading.Event()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         seen = Seen(scope["path"])
@@ -42,6 +47,9 @@ class Recorder:
                 return
             seen.kinds.append((type(message["body"]).__name__, len(message["body"])))
             seen.body += message["body"]
+            if scope["path"] == "/hold" and isinstance(message["body"], bytearray):
+                self.holding.set()
+                await asyncio.to_thread(self.release.wait, 10)
             if not message.get("more_body", False):
                 seen.end = "complete"
                 break
@@ -157,6 +165,31 @@ def test_bytes_that_came_before_a_disconnect_are_handed_over(
         assert time.monotonic() - started < PATIENCE + 2  # a partial chunk is not held back
     _until(lambda: app.seen[0].end)
     assert (bytes(app.seen[0].body), app.seen[0].end) == (sent, "disconnect")
+
+
+def test_no_chunk_is_read_ahead_while_the_app_holds_its_last(
+    served: tuple[Recorder, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, port = served
+    made: list[int] = []
+
+    def counted(size: int) -> bytearray:
+        made.append(size)
+        return unfilled(size)
+
+    monkeypatch.setattr(uvicorn_reading, "unfilled", counted)
+    body = os.urandom(4 * CHUNK)
+    with _connect(port) as conn:
+        sender = threading.Thread(target=conn.sendall, args=(_head(len(body), "/hold") + body,))
+        sender.start()
+        assert app.holding.wait(10)
+        time.sleep(0.2)  # time enough to fill a chunk read ahead from the socket's buffer
+        handed = [size for kind, size in app.seen[0].kinds if kind == "bytearray"]
+        assert made == handed  # every chunk made so far is in the app's hands
+        app.release.set()
+        sender.join(10)
+        assert _responses(conn, 1) == [str(len(body)).encode()]
+    assert bytes(app.seen[0].body) == body and app.seen[0].end == "complete"
 
 
 def test_an_answer_before_the_body_ends_closes_the_connection(
