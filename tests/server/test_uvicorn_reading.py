@@ -17,7 +17,14 @@ import pytest
 import uvicorn
 
 from chunkd.server import uvicorn_reading
-from chunkd.server.uvicorn_reading import CHUNK, MIN_DIRECT, PATIENCE, ReadingProtocol, unfilled
+from chunkd.server.uvicorn_reading import (
+    CHUNK,
+    MIN_DIRECT,
+    PATIENCE,
+    BodyReader,
+    ReadingProtocol,
+    unfilled,
+)
 
 
 @dataclass
@@ -165,10 +172,15 @@ def test_bytes_that_came_before_a_disconnect_are_handed_over(
         assert time.monotonic() - started < PATIENCE + 2  # a partial chunk is not held back
     _until(lambda: app.seen[0].end)
     assert (bytes(app.seen[0].body), app.seen[0].end) == (sent, "disconnect")
+    _until(lambda: BodyReader.reading == 0)  # a body cut short is no longer counted
 
 
-def test_no_chunk_is_read_ahead_while_the_app_holds_its_last(
-    served: tuple[Recorder, int], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("read_ahead_bodies", "ahead"), [(0, 0), (1, 1)])
+def test_a_chunk_is_read_ahead_only_while_few_bodies_are_read(
+    served: tuple[Recorder, int],
+    monkeypatch: pytest.MonkeyPatch,
+    read_ahead_bodies: int,
+    ahead: int,
 ) -> None:
     app, port = served
     made: list[int] = []
@@ -178,6 +190,7 @@ def test_no_chunk_is_read_ahead_while_the_app_holds_its_last(
         return unfilled(size)
 
     monkeypatch.setattr(uvicorn_reading, "unfilled", counted)
+    monkeypatch.setattr(uvicorn_reading, "READ_AHEAD_BODIES", read_ahead_bodies)
     body = os.urandom(4 * CHUNK)
     with _connect(port) as conn:
         sender = threading.Thread(target=conn.sendall, args=(_head(len(body), "/hold") + body,))
@@ -185,11 +198,13 @@ def test_no_chunk_is_read_ahead_while_the_app_holds_its_last(
         assert app.holding.wait(10)
         time.sleep(0.2)  # time enough to fill a chunk read ahead from the socket's buffer
         handed = [size for kind, size in app.seen[0].kinds if kind == "bytearray"]
-        assert made == handed  # every chunk made so far is in the app's hands
+        assert made == handed + [CHUNK] * ahead  # beyond the app's chunks: the one read ahead
+        assert BodyReader.reading == 1
         app.release.set()
         sender.join(10)
         assert _responses(conn, 1) == [str(len(body)).encode()]
     assert bytes(app.seen[0].body) == body and app.seen[0].end == "complete"
+    assert BodyReader.reading == 0
 
 
 def test_an_answer_before_the_body_ends_closes_the_connection(
@@ -202,6 +217,7 @@ def test_an_answer_before_the_body_ends_closes_the_connection(
         conn.settimeout(5)  # closed (not kept for a next request behind the body's rest)
         with contextlib.suppress(ConnectionResetError):
             assert conn.recv(65536) == b""
+    _until(lambda: BodyReader.reading == 0)  # nor one the app answered before its end
 
 
 def test_expect_100_continue_is_answered_before_the_body(served: tuple[Recorder, int]) -> None:
