@@ -8,8 +8,9 @@ repetition runs both, in an order that alternates, each on a fresh ``chunkd serv
 like-for-like ``--no-fsync --digests none`` unless ``--default``) with an empty data directory.
 The workload: ``--uploads`` concurrent tus uploads sharing ``--mib`` MiB, each sent as PATCHes
 of ``--patch-mib`` MiB (0: one PATCH) from a source file read once into the page cache, by
-the benchmarks' own load client. Reported per run: MB/s and the server's CPU seconds (user +
-system of its process tree); then the medians and their ratio. Every stored file
+the benchmarks' own load client. Reported per run: MB/s, the server's CPU seconds (user +
+system of its process tree) and its peak RSS (sampled every 50 ms, as the full bench does);
+then the medians and their ratio. Every stored file
 is checked against its source range. For changes too small for the full bench's noise: the
 same machine, minutes apart, nothing else differing.
 """
@@ -26,10 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 from cases import MIB, source_digest, stored_digest
 from loadclient import tus_upload
-from monitor import tree_cpu
+from monitor import TreeMonitor
 from servers import SPECS, running
 from tus_bench import archive_src
 
@@ -64,7 +64,7 @@ def main() -> int:
     group = "chunkd-default" if args.default else "chunkd-lfl"
     spec = next(s for s in SPECS if s.group == group and s.name.endswith("uvicorn"))
     size, each = args.mib * MIB, args.mib * MIB // args.uploads
-    results: dict[str, list[tuple[float, float]]] = {}
+    results: dict[str, list[tuple[float, float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="chunkd-ab-") as tmp:
         work = Path(tmp)
         trees = []
@@ -82,29 +82,30 @@ def main() -> int:
             for name, src in trees if rep % 2 == 0 else trees[::-1]:
                 os.environ["PYTHONPATH"] = str(src)  # ahead of the editable install
                 data = work / f"data-{name}-{rep}"
-                with running(spec, data) as (port, proc):
-                    server = psutil.Process(proc.pid)
-                    before, start = tree_cpu(server), time.perf_counter()
+                with running(spec, data) as (port, proc), TreeMonitor(proc.pid) as monitor:
+                    start = time.perf_counter()
                     paths = asyncio.run(
                         workload(port, source, size, args.uploads, args.patch_mib * MIB)
                     )
                     seconds = time.perf_counter() - start
-                    cpu = tree_cpu(server) - before
                 verify([spec.stored(data, path) for path in paths], source, each)
                 shutil.rmtree(data)
-                results.setdefault(name, []).append((size / seconds / 1e6, cpu))
-                print(f"rep {rep} {name}: {size / seconds / 1e6:6.0f} MB/s  CPU {cpu:5.2f} s")
+                rate, cpu, peak = size / seconds / 1e6, monitor.cpu, monitor.peak / MIB
+                results.setdefault(name, []).append((rate, cpu, peak))
+                print(f"rep {rep} {name}: {rate:6.0f} MB/s  CPU {cpu:5.2f} s  peak {peak:5.1f} MiB")
     print(
         f"\n{args.uploads} upload(s), {args.mib} MiB, PATCHes of "
         f"{f'{args.patch_mib} MiB' if args.patch_mib else 'the whole upload'}, {spec.name}:"
     )
     medians = {}
     for name, runs in results.items():
-        rate = statistics.median(r for r, _ in runs)
-        cpu = statistics.median(c for _, c in runs)
+        rate = statistics.median(r for r, _, _ in runs)
+        cpu = statistics.median(c for _, c, _ in runs)
+        peak = statistics.median(p for _, _, p in runs)
         medians[name] = rate
         print(
-            f"  {name}: median {rate:.0f} MB/s, CPU {cpu:.2f} s; runs {[round(r) for r, _ in runs]}"
+            f"  {name}: median {rate:.0f} MB/s, CPU {cpu:.2f} s, peak RSS {peak:.1f} MiB "
+            f"(largest {max(p for _, _, p in runs):.1f}); runs {[round(r) for r, _, _ in runs]}"
         )
     (base, _), (other, _) = trees
     print(f"  {other} / {base}: {medians[other] / medians[base]:.2f}x")
