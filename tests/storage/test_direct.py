@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chunkd.storage import direct, local
+from chunkd.storage import direct, local, local_writer
 from chunkd.storage.direct import (
     ALIGN,
     BufferPool,
@@ -217,6 +217,7 @@ async def test_a_file_system_without_direct_io_is_written_through_the_page_cache
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(local, "open_direct", lambda path, flags: None)
+    monkeypatch.setattr(local_writer, "open_direct", lambda path, flags: None)
     async with LocalStorage(tmp_path) as storage:
         handle = await storage.create("abc123", 10_000)
         async with storage.open_writer(handle, 0) as writer:
