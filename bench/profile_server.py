@@ -6,7 +6,8 @@
 Starts chunkd (like-for-like: ``--no-fsync --digests none`` unless ``--default``), samples it
 with ``py-spy record --format raw`` (idle frames dropped, all threads) while ``--uploads``
 concurrent uploads of one PATCH each, ``--mib`` MiB in all, are sent, and prints the top
-frames by own samples and by inclusive samples.
+frames by own samples and by inclusive samples. The raw samples are left in the system's
+temporary directory as ``chunkd-profile.txt`` (replaced by the next run) for a closer look.
 """
 
 from __future__ import annotations
